@@ -1,0 +1,71 @@
+"""The OpenAPI 3 document, assembled from the pydantic schemas the endpoints validate with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+from pydantic import BaseModel
+
+from shared import jobtypes
+from shared.schemas import ArtifactPublic, JobCreate, JobPublic, JobsPublic, Problem
+
+bp = Blueprint("openapi", __name__)
+
+REF = "#/components/schemas/{model}"
+# (method, path, summary, request schema, success status, response schema)
+ENDPOINTS: list[tuple[str, str, str, type[BaseModel] | None, int, type[BaseModel] | None]] = [
+    ("post", "/v1/jobs", "Submit a job", JobCreate, 202, JobPublic),
+    ("get", "/v1/jobs", "List jobs, newest first", None, 200, JobsPublic),
+    ("get", "/v1/jobs/{id}", "Get a job", None, 200, JobPublic),
+    ("post", "/v1/jobs/{id}/cancel", "Cancel a job", None, 200, JobPublic),
+    ("get", "/v1/artifacts/{id}", "Download an artifact", None, 200, None),
+    ("get", "/healthz", "Liveness", None, 200, None),
+    ("get", "/readyz", "Readiness of the database and broker", None, 200, None),
+]
+EXTRA_ENDPOINTS: list[tuple[str, str, str, type[BaseModel] | None, int, type[BaseModel] | None]] = []
+SCHEMAS: list[type[BaseModel]] = [JobCreate, JobPublic, JobsPublic, ArtifactPublic, Problem]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _operation(summary: str, body: type[BaseModel] | None, status: int,
+               out: type[BaseModel] | None) -> dict[str, Any]:
+    problem = {"content": {"application/problem+json": {"schema": _ref(Problem)}}}
+    ok: dict[str, Any] = {"description": "OK"}
+    if out is not None:
+        ok["content"] = {"application/json": {"schema": _ref(out)}}
+    op: dict[str, Any] = {"summary": summary, "responses": {
+        str(status): ok, "4XX": {"description": "Problem", **problem},
+        "5XX": {"description": "Problem", **problem}}}
+    if body is not None:
+        op["requestBody"] = {"required": True,
+                             "content": {"application/json": {"schema": _ref(body)}}}
+    return op
+
+
+def build_spec() -> dict[str, Any]:
+    """Return the OpenAPI document of every endpoint and job params schema."""
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, summary, body, status, out in ENDPOINTS + EXTRA_ENDPOINTS:
+        op = _operation(summary, body, status, out)
+        if "{id}" in path:
+            op["parameters"] = [{"name": "id", "in": "path", "required": True,
+                                 "schema": {"type": "string", "format": "uuid"}}]
+        paths.setdefault(path, {})[method] = op
+    schemas: dict[str, Any] = {}
+    models = SCHEMAS + [t.params for t in jobtypes.all_types()]
+    for model in models:
+        schema = model.model_json_schema(ref_template=REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return {"openapi": "3.1.0", "info": {"title": "aigc-queue", "version": "1"},
+            "paths": paths, "components": {"schemas": schemas}}
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Response:
+    """Serve the OpenAPI document."""
+    return jsonify(build_spec())

@@ -1,0 +1,44 @@
+"""A short-lived status snapshot of each job in Redis, in front of the database."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+class StatusCache:
+    """Writes and reads job snapshots; a Redis outage degrades to the database, never to an error."""
+
+    def __init__(self, url: str, ttl_s: int) -> None:
+        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._ttl_s = ttl_s
+
+    @staticmethod
+    def key(job_id: str) -> str:
+        """Return the Redis key of a job's snapshot."""
+        return f"aigc:job:{job_id}"
+
+    def put(self, job_id: str, snapshot: dict[str, Any]) -> None:
+        """Store a snapshot and announce it on the job's channel."""
+        data = json.dumps(snapshot, default=str)
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.setex(self.key(job_id), self._ttl_s, data)
+            pipe.publish(f"aigc:events:{job_id}", data)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("status cache write failed for %s: %s", job_id, exc)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """Return the cached snapshot, or None when absent or Redis is down."""
+        try:
+            raw = self._redis.get(self.key(job_id))
+        except redis.RedisError as exc:
+            log.warning("status cache read failed for %s: %s", job_id, exc)
+            return None
+        return json.loads(raw) if raw else None

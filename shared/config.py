@@ -1,0 +1,88 @@
+"""The one settings object. No other module reads ``os.environ``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+VAR_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    """Every knob of aigc-queue, read from ``AIGC_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="AIGC_", extra="ignore")
+
+    # Where things live.
+    database_url: str = f"sqlite:///{VAR_DIR}/aigc.sqlite3"
+    # kombu's filesystem transport: no server, polls a folder (see broker_dir).
+    broker_url: str = "filesystem://"
+    broker_dir: Path = VAR_DIR / "broker"
+    redis_url: str | None = None
+    artifact_dir: Path = VAR_DIR / "artifacts"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # The URL clients (the CLI) use to reach the API; defaults to host:port above.
+    api_url: str | None = None
+
+    # Delivery.
+    lease_s: float = Field(30.0, gt=0, description="Seconds a running job's lease lasts.")
+    heartbeat_s: float = Field(10.0, gt=0, description="Seconds between lease renewals.")
+    republish_after_s: float = Field(60.0, gt=0, description="Re-publish jobs queued this long.")
+    reconcile_interval_s: float = Field(5.0, gt=0)
+    max_attempts: int = Field(3, ge=1, le=20)
+    generate_time_limit_s: int = Field(600, gt=0)
+    train_time_limit_s: int = Field(6 * 3600, gt=0)
+    # Seconds before Redis re-delivers an unacked message; must exceed the longest job.
+    visibility_timeout_s: int = Field(8 * 3600, gt=0)
+    publish_timeout_s: float = Field(3.0, gt=0)
+    status_cache_ttl_s: int = Field(300, gt=0)
+    broker_poll_interval_s: float = Field(0.2, gt=0)
+
+    # Request limits.
+    max_body_bytes: int = 1024 * 1024
+    max_params_bytes: int = 64 * 1024
+    page_limit_max: int = 100
+
+    # Worker process.
+    worker_concurrency: int = Field(1, ge=1, le=64)
+    worker_queues: str = "generate,train"
+    # Extra modules that register job types (tests register theirs this way).
+    plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("plugins", mode="before")
+    @classmethod
+    def _split_plugins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @property
+    def public_api_url(self) -> str:
+        """Return the base URL at which clients reach the API."""
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def is_embedded(self) -> bool:
+        """Return whether the broker needs no server (single-machine mode)."""
+        return not self.broker_url.startswith(("redis://", "rediss://", "amqp://"))
+
+    def ensure_dirs(self) -> None:
+        """Create the local folders the embedded defaults write to."""
+        self.artifact_dir.mkdir(parents=True, exist_ok=True)
+        if self.broker_url.startswith("filesystem://"):
+            for sub in ("queue", "control"):
+                (self.broker_dir / sub).mkdir(parents=True, exist_ok=True)
+        for url in (self.database_url, self.broker_url):
+            if url.startswith(("sqlite:///", "sqla+sqlite:///")):
+                Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,295 @@
+"""Job states and every transition between them.
+
+This module is the only writer of ``jobs.status``. Each transition is one conditional
+``UPDATE … WHERE status = <expected>`` so duplicates, revived workers and racing workers can
+never move a job twice. Running jobs are also guarded by ``worker_id``: the token of the claim
+that owns the lease.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.cache import StatusCache
+from shared.db import utcnow
+from shared.errors import Conflict, InputError, NotFound, StoreUnavailable
+from shared.models import Job
+from shared.schemas import JobPublic
+
+
+class JobStatus(StrEnum):
+    """The states of a job: ``queued → running → succeeded | failed | canceled``."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Return whether no transition leaves this state."""
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+
+def error_doc(code: str, message: str) -> dict[str, str]:
+    """Return the ``{code, message}`` document stored in ``jobs.error``."""
+    return {"code": code, "message": message[:2000]}
+
+
+def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    """Return an opaque keyset cursor for the row at (created_at, id)."""
+    raw = f"{created_at.isoformat()}|{job_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Return (created_at, id) from a cursor, or raise InputError."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, job_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), uuid.UUID(job_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError("cursor is not valid", field="cursor") from exc
+
+
+class JobStore:
+    """Creates, reads and transitions jobs; writes a snapshot to the status cache on each change."""
+
+    def __init__(self, sessions: sessionmaker[Session], cache: StatusCache | None = None) -> None:
+        self.sessions = sessions
+        self.cache = cache
+
+    # -- writing helpers -------------------------------------------------------------------
+    def _update(self, job_id: uuid.UUID, where: Sequence[Any], **values: Any) -> Job | None:
+        """Run one conditional UPDATE on a job and return the new row, or None if it did not match."""
+        stmt = (
+            update(Job)
+            .where(Job.id == job_id, *where)
+            .values(**values)
+            .returning(Job)
+            .execution_options(synchronize_session=False)
+        )
+        with self._session() as session:
+            job = session.scalars(stmt).one_or_none()
+            session.commit()
+        if job is not None:
+            self._snapshot(job)
+        return job
+
+    def _session(self) -> Session:
+        try:
+            return self.sessions()
+        except OperationalError as exc:  # pragma: no cover - engine creation is lazy
+            raise StoreUnavailable(str(exc)) from exc
+
+    def _snapshot(self, job: Job) -> None:
+        if self.cache is not None:
+            self.cache.put(str(job.id), to_public(job))
+
+    # -- creating and reading --------------------------------------------------------------
+    def create(self, jobs: Sequence[Job]) -> list[Job]:
+        """Insert queued jobs in one transaction and commit before anything is published."""
+        now = utcnow()
+        for job in jobs:
+            job.status = JobStatus.QUEUED
+            job.created_at = job.created_at or now
+        try:
+            with self.sessions() as session:
+                session.add_all(jobs)
+                session.commit()
+        except OperationalError as exc:
+            raise StoreUnavailable("the job store is unavailable") from exc
+        for job in jobs:
+            self._snapshot(job)
+        return list(jobs)
+
+    def mark_published(self, job_ids: Sequence[uuid.UUID]) -> None:
+        """Record when queued jobs were last handed to the broker."""
+        if not job_ids:
+            return
+        stmt = (
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED)
+            .values(published_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        with self.sessions() as session:
+            session.execute(stmt)
+            session.commit()
+
+    def get(self, job_id: uuid.UUID) -> Job | None:
+        """Return the job row from the database."""
+        with self.sessions() as session:
+            return session.get(Job, job_id)
+
+    def get_public(self, job_id: uuid.UUID) -> dict[str, Any] | None:
+        """Return the client view of a job: the cached snapshot first, then the database."""
+        if self.cache is not None and (hit := self.cache.get(str(job_id))):
+            return hit
+        job = self.get(job_id)
+        return to_public(job) if job else None
+
+    def list(
+        self, *, status: str | None, type_: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[Job], str | None]:
+        """Return one page of jobs, newest first, and the cursor of the next page."""
+        stmt = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+        if status:
+            stmt = stmt.where(Job.status == status)
+        if type_:
+            stmt = stmt.where(Job.type == type_)
+        if cursor:
+            at, last_id = decode_cursor(cursor)
+            stmt = stmt.where(
+                or_(Job.created_at < at, and_(Job.created_at == at, Job.id < last_id))
+            )
+        with self.sessions() as session:
+            rows = list(session.scalars(stmt))
+        page, more = rows[:limit], len(rows) > limit
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
+        return page, next_cursor
+
+    # -- transitions a worker makes --------------------------------------------------------
+    def claim(self, job_id: uuid.UUID, token: str, lease_s: float) -> Job | None:
+        """Move a job to ``running`` under a new lease; None if it is not this worker's to run.
+
+        A queued job is claimed; so is a running job whose lease expired (its worker died).
+        A finished job, a running job under a live lease, or one out of attempts is not.
+        """
+        now = utcnow()
+        claimable = or_(
+            Job.status == JobStatus.QUEUED,
+            and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now),
+        )
+        return self._update(
+            job_id,
+            [claimable, Job.cancel_requested.is_(False), Job.attempts < Job.max_attempts],
+            status=JobStatus.RUNNING,
+            attempts=Job.attempts + 1,
+            worker_id=token,
+            started_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            error=None,
+        )
+
+    def heartbeat(self, job_id: uuid.UUID, token: str, lease_s: float) -> Job | None:
+        """Extend the lease; None when the lease was lost to another claim."""
+        return self._update(
+            job_id,
+            [Job.status == JobStatus.RUNNING, Job.worker_id == token],
+            lease_expires_at=utcnow() + timedelta(seconds=lease_s),
+        )
+
+    def set_progress(self, job_id: uuid.UUID, token: str, progress: dict[str, Any]) -> Job | None:
+        """Record progress of a running job; None when the lease was lost."""
+        return self._update(
+            job_id, [Job.status == JobStatus.RUNNING, Job.worker_id == token], progress=progress
+        )
+
+    def succeed(self, job_id: uuid.UUID, token: str, result: dict[str, Any]) -> Job | None:
+        """Finish a running job with its result; None if this claim no longer owns it."""
+        return self._finish(job_id, token, JobStatus.SUCCEEDED, result=result)
+
+    def fail(self, job_id: uuid.UUID, token: str, code: str, message: str) -> Job | None:
+        """Finish a running job as failed."""
+        return self._finish(job_id, token, JobStatus.FAILED, error=error_doc(code, message))
+
+    def cancel_running(self, job_id: uuid.UUID, token: str) -> Job | None:
+        """Finish a running job that stopped because its cancel flag was set."""
+        return self._finish(
+            job_id, token, JobStatus.CANCELED, error=error_doc("canceled", "canceled by request")
+        )
+
+    def retry(self, job_id: uuid.UUID, token: str, code: str, message: str) -> Job | None:
+        """Send a running job back to the queue after a transient error, or fail it when out of tries."""
+        back = self._update(
+            job_id,
+            [Job.status == JobStatus.RUNNING, Job.worker_id == token,
+             Job.attempts < Job.max_attempts, Job.cancel_requested.is_(False)],
+            status=JobStatus.QUEUED, worker_id=None, lease_expires_at=None,
+            error=error_doc(code, message), published_at=utcnow(),
+        )
+        return back or self.fail(job_id, token, code, message)
+
+    def _finish(self, job_id: uuid.UUID, token: str, status: JobStatus, **values: Any) -> Job | None:
+        return self._update(
+            job_id,
+            [Job.status == JobStatus.RUNNING, Job.worker_id == token],
+            status=status, finished_at=utcnow(), lease_expires_at=None, **values,
+        )
+
+    # -- transitions a client makes --------------------------------------------------------
+    def request_cancel(self, job_id: uuid.UUID) -> Job:
+        """Cancel a queued job now, or flag a running one to stop; Conflict if it already ended."""
+        now = utcnow()
+        job = self._update(
+            job_id, [Job.status == JobStatus.QUEUED],
+            status=JobStatus.CANCELED, cancel_requested=True, finished_at=now,
+            error=error_doc("canceled", "canceled by request"),
+        )
+        job = job or self._update(
+            job_id, [Job.status == JobStatus.RUNNING], cancel_requested=True
+        )
+        if job is not None:
+            return job
+        current = self.get(job_id)
+        if current is None:
+            raise NotFound("job not found")
+        raise Conflict(f"job is already {current.status}", status=current.status)
+
+    # -- transitions the reconciler makes --------------------------------------------------
+    def stale_queued(self, older_than_s: float, limit: int = 1000) -> list[Job]:
+        """Return queued jobs not published within ``older_than_s`` seconds."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        stmt = (
+            select(Job)
+            .where(Job.status == JobStatus.QUEUED)
+            .where(or_(Job.published_at.is_(None), Job.published_at < cutoff))
+            .order_by(Job.priority.desc(), Job.created_at)
+            .limit(limit)
+        )
+        with self.sessions() as session:
+            return list(session.scalars(stmt))
+
+    def expired_leases(self, limit: int = 1000) -> list[Job]:
+        """Return running jobs whose lease ran out: their worker is gone."""
+        stmt = (
+            select(Job)
+            .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < utcnow())
+            .limit(limit)
+        )
+        with self.sessions() as session:
+            return list(session.scalars(stmt))
+
+    def rescue(self, job: Job) -> Job | None:
+        """Requeue, fail or cancel one job whose lease expired; None if it moved meanwhile."""
+        guard = [Job.status == JobStatus.RUNNING, Job.worker_id == job.worker_id,
+                 Job.lease_expires_at < utcnow()]
+        done = {"finished_at": utcnow(), "lease_expires_at": None}
+        if job.cancel_requested:
+            return self._update(job.id, guard, status=JobStatus.CANCELED, **done,
+                                error=error_doc("canceled", "canceled by request"))
+        if job.attempts >= job.max_attempts:
+            message = f"the worker was lost {job.attempts} times"
+            return self._update(job.id, guard, status=JobStatus.FAILED, **done,
+                                error=error_doc("worker_lost", message))
+        return self._update(job.id, guard, status=JobStatus.QUEUED, worker_id=None,
+                            lease_expires_at=None, published_at=None)
+
+
+def to_public(job: Job) -> dict[str, Any]:
+    """Return the JSON-ready client view of a job row."""
+    return JobPublic.model_validate(job).model_dump(mode="json")

@@ -1,0 +1,81 @@
+"""The registry of job types: name, params schema, queue and handler.
+
+Handlers are named by import path and resolved only inside the worker, so the API can validate
+and route every type without importing model code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel
+
+from shared.errors import InputError
+
+Queue = Literal["generate", "train"]
+QUEUES: tuple[Queue, ...] = ("generate", "train")
+
+
+@dataclass(frozen=True)
+class JobType:
+    """How one kind of job is validated, routed and run."""
+
+    name: str
+    params: type[BaseModel]
+    queue: Queue
+    handler: str  # "package.module:function", imported lazily by the worker
+    model: Literal["required", "optional", "target", "none"] = "none"
+    model_kind: str | None = None  # "text" or "image": the kind of registered model it uses
+
+    def resolve_handler(self) -> object:
+        """Import and return the handler callable (worker side only)."""
+        module, _, attr = self.handler.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+_REGISTRY: dict[str, JobType] = {}
+
+
+def register(job_type: JobType) -> JobType:
+    """Add a job type to the registry, replacing one of the same name."""
+    _REGISTRY[job_type.name] = job_type
+    return job_type
+
+
+def get(name: str) -> JobType:
+    """Return the job type called ``name``, or raise InputError."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise InputError(f"unknown job type {name!r}; known types: {known}", field="type") from None
+
+
+def all_types() -> list[JobType]:
+    """Return every registered job type."""
+    return sorted(_REGISTRY.values(), key=lambda t: t.name)
+
+
+def load_plugins(modules: Iterable[str]) -> None:
+    """Import modules that register extra job types (for example test-only types)."""
+    for module in modules:
+        importlib.import_module(module)
+
+
+def _register_builtin() -> None:
+    from shared import params
+
+    register(JobType("text.generate", params.TextGenerateParams, "generate",
+                     "worker.handlers.text:generate", model="required", model_kind="text"))
+    register(JobType("image.generate", params.ImageGenerateParams, "generate",
+                     "worker.handlers.image:generate", model="required", model_kind="image"))
+    register(JobType("text.train", params.TextTrainParams, "train",
+                     "worker.handlers.text:train", model="target", model_kind="text"))
+    register(JobType("image.train", params.ImageTrainParams, "train",
+                     "worker.handlers.image:train", model="target", model_kind="image"))
+
+
+_register_builtin()

@@ -1,0 +1,64 @@
+"""Parameter schemas of the built-in job types, with a limit on every size and count."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Params(BaseModel):
+    """Base of job parameters: unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+Seed = Field(None, ge=0, le=2**31 - 1, description="Same seed, same inputs: same output.")
+
+
+class TextGenerateParams(Params):
+    """Parameters of ``text.generate``."""
+
+    prompt: str = Field(min_length=1, max_length=8000)
+    max_tokens: int = Field(100, ge=1, le=2048)
+    temperature: float = Field(1.0, gt=0, le=5)
+    top_k: int | None = Field(None, ge=1, le=100_000)
+    seed: int | None = Seed
+
+
+class ImageGenerateParams(Params):
+    """Parameters of ``image.generate``."""
+
+    n: int = Field(4, ge=1, le=64)
+    seed: int | None = Seed
+
+
+class TrainParams(Params):
+    """What every training job shares."""
+
+    dataset_id: uuid.UUID | None = Field(None, description="An uploaded dataset; built-in if absent.")
+    epochs: int = Field(3, ge=1, le=500)
+    batch_size: int = Field(64, ge=1, le=4096)
+    validation_split: float = Field(0.1, gt=0, lt=0.5)
+
+
+class TextTrainParams(TrainParams):
+    """Parameters of ``text.train``: a preset, optionally with its sizes overridden."""
+
+    preset: Literal["tiny", "small", "seed"] = "small"
+    tokenizer: Literal["char", "word"] | None = None
+    units: int | None = Field(None, ge=1, le=4096)
+    embedding_dim: int | None = Field(None, ge=1, le=2048)
+    vocab_size: int | None = Field(None, ge=4, le=50_000)
+    seq_len: int | None = Field(None, ge=4, le=512)
+    max_chars: int = Field(2_000_000, ge=1_000, le=50_000_000)
+
+
+class ImageTrainParams(TrainParams):
+    """Parameters of ``image.train``."""
+
+    preset: Literal["tiny", "default"] = "default"
+    image_size: Literal[16, 32, 64] = 32
+    channels: Literal[1, 3] = 1
+    max_images: int = Field(10_000, ge=16, le=200_000)

@@ -1,0 +1,97 @@
+"""Pydantic schemas of the HTTP API: the ``JobCreate`` / ``JobPublic`` / ``JobsPublic`` family."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    """A request body that rejects unknown fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobCreate(Strict):
+    """Body of ``POST /v1/jobs``."""
+
+    type: str = Field(min_length=1, max_length=64, examples=["text.generate"])
+    model: str | None = Field(
+        None, max_length=128, description="Model `name` or `name:version`; for training jobs, "
+        "the name the trained model is registered under."
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+    priority: int = Field(0, ge=0, le=9)
+
+
+class JobError(BaseModel):
+    """Why a job failed: a stable code and a message for people."""
+
+    code: str
+    message: str
+
+
+class JobPublic(BaseModel):
+    """A job as clients see it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    type: str
+    model: str | None
+    params: dict[str, Any]
+    status: str
+    progress: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: JobError | None = None
+    attempts: int
+    max_attempts: int
+    priority: int
+    batch_id: uuid.UUID | None = None
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class JobsPublic(BaseModel):
+    """A page of jobs, newest first."""
+
+    data: list[JobPublic]
+    next_cursor: str | None
+
+
+class JobsQuery(Strict):
+    """Query string of ``GET /v1/jobs``."""
+
+    status: Literal["queued", "running", "succeeded", "failed", "canceled"] | None = None
+    type: str | None = Field(None, max_length=64)
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = Field(None, max_length=200)
+
+
+class ArtifactPublic(BaseModel):
+    """A stored file a job produced."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    job_id: uuid.UUID | None
+    kind: str
+    media_type: str
+    size: int
+    sha256: str
+    url: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = None

@@ -1,0 +1,47 @@
+"""Builds the long-lived objects a process needs from the settings, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from celery import Celery
+from sqlalchemy import Engine
+
+from shared import jobtypes
+from shared.artifacts import ArtifactStore
+from shared.cache import StatusCache
+from shared.celery_app import make_celery
+from shared.config import Settings
+from shared.db import make_engine, make_session_factory
+from shared.jobs import JobStore
+from shared.publish import Publisher
+
+
+@dataclass
+class Services:
+    """The engine, job store, Celery app and publisher of one process."""
+
+    settings: Settings
+    engine: Engine
+    store: JobStore
+    celery: Celery
+    publisher: Publisher
+    artifacts: ArtifactStore
+
+    def close(self) -> None:
+        """Release connections and pools."""
+        self.engine.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    """Create the services described by ``settings``."""
+    settings.ensure_dirs()
+    jobtypes.load_plugins(settings.plugins)
+    engine = make_engine(settings.database_url)
+    cache = StatusCache(settings.redis_url, settings.status_cache_ttl_s) if settings.redis_url else None
+    sessions = make_session_factory(engine)
+    store = JobStore(sessions, cache)
+    celery = make_celery(settings)
+    publisher = Publisher(celery, store, settings)
+    artifacts = ArtifactStore(settings.artifact_dir, sessions)
+    return Services(settings, engine, store, celery, publisher, artifacts)

@@ -1,0 +1,71 @@
+"""Turns validated requests into committed, published jobs (the API's write path)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from shared import jobtypes
+from shared.errors import FieldErrors, InputError
+from shared.models import Job
+from shared.schemas import JobCreate
+from shared.services import Services
+
+# Checks a job's `model` field against the model registry; installed by the registry module.
+ModelCheck = Callable[[jobtypes.JobType, str | None], str | None]
+
+
+def field_errors(exc: ValidationError, prefix: str = "") -> FieldErrors:
+    """Convert a pydantic ValidationError into FieldErrors with dotted field paths."""
+    errors = []
+    for err in exc.errors(include_url=False, include_context=False):
+        path = ".".join(str(p) for p in (*([prefix] if prefix else []), *err["loc"]))
+        errors.append({"field": path or prefix or "body", "message": err["msg"],
+                       "type": err["type"]})
+    return FieldErrors(errors)
+
+
+def parse_model(schema: type[BaseModel], data: Any, prefix: str = "") -> BaseModel:
+    """Validate ``data`` against ``schema`` or raise FieldErrors."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise field_errors(exc, prefix) from None
+
+
+def build_job(body: JobCreate, *, max_params_bytes: int, max_attempts: int,
+              check_model: ModelCheck | None = None) -> Job:
+    """Validate one job request completely and return an unsaved job row."""
+    job_type = jobtypes.get(body.type)
+    params = parse_model(job_type.params, body.params, "params")
+    data = params.model_dump(mode="json")
+    if "seed" in data and data["seed"] is None:
+        # A stored seed makes every job reproducible, even when the client gave none.
+        data["seed"] = secrets.randbelow(2**31)
+    if len(json.dumps(data)) > max_params_bytes:
+        raise InputError(f"params exceed {max_params_bytes} bytes", field="params")
+    model = _check_model_field(job_type, body.model, check_model)
+    return Job(type=job_type.name, model=model, params=data, priority=body.priority,
+               max_attempts=max_attempts)
+
+
+def _check_model_field(job_type: jobtypes.JobType, model: str | None,
+                       check_model: ModelCheck | None) -> str | None:
+    if job_type.model == "none":
+        if model:
+            raise InputError(f"{job_type.name} takes no model", field="model")
+        return None
+    if job_type.model in ("required", "target") and not model:
+        raise InputError(f"{job_type.name} needs a model", field="model")
+    return check_model(job_type, model) if check_model else model
+
+
+def submit(services: Services, jobs: Sequence[Job]) -> list[Job]:
+    """Commit jobs, then publish them; a failed publish is left to the reconciler."""
+    saved = services.store.create(jobs)
+    services.publisher.publish(saved)
+    return saved

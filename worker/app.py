@@ -1,0 +1,45 @@
+"""The Celery application workers run: ``celery -A worker.app worker``.
+
+Nothing here imports TensorFlow or Keras: the model code is imported by the process that runs a
+job, after the prefork pool has forked, never by the parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import lru_cache
+
+from shared.celery_app import RECONCILE_TASK, RUN_JOB_TASK, make_celery
+from shared.config import get_settings
+from shared.reconciler import reconcile_once
+from shared.services import Services, build_services
+from worker.runner import execute
+
+log = logging.getLogger(__name__)
+
+celery = make_celery(get_settings())
+
+
+@lru_cache(maxsize=1)
+def services() -> Services:
+    """Return this process's services, created on first use (after any fork)."""
+    return build_services(get_settings())
+
+
+@celery.task(name=RUN_JOB_TASK, ignore_result=True)
+def run_job(job_id: str) -> str:
+    """Run the job named by the message; the message carries nothing but its id."""
+    try:
+        parsed = uuid.UUID(job_id)
+    except (ValueError, TypeError):
+        log.error("dropping a message with a malformed job id: %r", job_id)
+        return "dropped"
+    return execute(parsed, services()).value
+
+
+@celery.task(name=RECONCILE_TASK, ignore_result=True)
+def reconcile() -> dict[str, int]:
+    """Run one reconciler pass (scheduled by celery beat)."""
+    svc = services()
+    return vars(reconcile_once(svc.store, svc.publisher, svc.settings.republish_after_s))

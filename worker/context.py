@@ -1,0 +1,116 @@
+"""What a handler sees of its job: params, progress, cancel and artifacts, and the lease behind them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from shared.artifacts import artifact_url
+from shared.errors import JobCanceled, LeaseLost
+from shared.models import Job
+from shared.services import Services
+
+log = logging.getLogger(__name__)
+
+CANCEL_POLL_S = 1.0
+PROGRESS_MIN_INTERVAL_S = 0.5
+
+
+class JobContext:
+    """The running job as its handler sees it; owns the lease until the job finishes."""
+
+    def __init__(self, job: Job, token: str, services: Services) -> None:
+        self.job = job
+        self.token = token
+        self.services = services
+        self._cancel = threading.Event()
+        self._lost = threading.Event()
+        self._last_poll = 0.0
+        self._last_progress = 0.0
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        """Return the job's id."""
+        return self.job.id
+
+    @property
+    def workdir(self) -> Path:
+        """Return a folder private to this job, kept across attempts (for checkpoints)."""
+        path = self.services.settings.artifact_dir / "work" / str(self.job.id)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def should_stop(self) -> bool:
+        """Return whether the job was canceled or its lease lost; polls the row at most once a second."""
+        now = time.monotonic()
+        if now - self._last_poll >= CANCEL_POLL_S and not self._cancel.is_set():
+            self._last_poll = now
+            row = self.services.store.get(self.job.id)
+            if row is not None and row.cancel_requested:
+                self._cancel.set()
+        return self._cancel.is_set() or self._lost.is_set()
+
+    def check(self) -> None:
+        """Raise JobCanceled or LeaseLost when the job must stop now."""
+        if self.should_stop():
+            raise LeaseLost("lease lost") if self._lost.is_set() else JobCanceled("canceled")
+
+    def progress(self, data: dict[str, Any], *, force: bool = False) -> None:
+        """Record progress, at most every half second unless ``force``."""
+        now = time.monotonic()
+        if not force and now - self._last_progress < PROGRESS_MIN_INTERVAL_S:
+            return
+        self._last_progress = now
+        if self.services.store.set_progress(self.job.id, self.token, data) is None:
+            self._lost.set()
+
+    def save_artifact(self, kind: str, media_type: str, data: bytes, suffix: str) -> dict[str, Any]:
+        """Store a file produced by this job and return its public description."""
+        row = self.services.artifacts.save(self.job.id, kind, media_type, data, suffix)
+        return {"id": str(row.id), "kind": kind, "media_type": media_type, "size": row.size,
+                "sha256": row.sha256, "url": artifact_url(row.id)}
+
+    # -- lease -----------------------------------------------------------------------------
+    def renew_lease(self) -> None:
+        """Extend the lease once; marks the context lost if another claim took the job."""
+        job = self.services.store.heartbeat(self.job.id, self.token, self.services.settings.lease_s)
+        if job is None:
+            self._lost.set()
+        elif job.cancel_requested:
+            self._cancel.set()
+
+    @property
+    def lease_lost(self) -> bool:
+        """Return whether another claim owns the job now."""
+        return self._lost.is_set()
+
+
+class Heartbeat:
+    """A daemon thread that renews the lease while the handler runs."""
+
+    def __init__(self, ctx: JobContext, interval_s: float) -> None:
+        self._ctx = ctx
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="aigc-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._ctx.renew_lease()
+            except Exception as exc:  # a DB blip must not kill the job; the lease has slack
+                log.warning("heartbeat failed for %s: %s", self._ctx.job_id, exc)
+            if self._ctx.lease_lost:
+                return

@@ -1,0 +1,102 @@
+"""Runs one job: claim the row, call its handler under a lease, and record how it ended."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from pydantic import ValidationError
+
+from shared import jobtypes
+from shared.errors import AigcError, InputError, JobCanceled, LeaseLost, RetryableError
+from shared.jobs import JobStatus
+from shared.services import Services
+from worker.context import Heartbeat, JobContext
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    """How one delivery of a job's message ended, as the worker saw it."""
+
+    DROPPED = "dropped"  # not ours to run: finished, canceled, or running under a live lease
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    RETRYING = "retrying"
+    LEASE_LOST = "lease_lost"
+
+
+def claim_token() -> str:
+    """Return a token unique to one claim: host, process and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def execute(job_id: uuid.UUID, services: Services) -> Outcome:
+    """Run the job once if it can be claimed; every state change goes through the job store."""
+    token = claim_token()
+    job = services.store.claim(job_id, token, services.settings.lease_s)
+    if job is None:
+        log.info("job %s not claimable; message dropped", job_id)
+        return Outcome.DROPPED
+    ctx = JobContext(job, token, services)
+    with Heartbeat(ctx, services.settings.heartbeat_s):
+        try:
+            result = _call_handler(ctx)
+        except BaseException as exc:
+            return _record_failure(ctx, exc)
+    if ctx.should_stop():
+        return _record_stop(ctx)
+    return _ended(services.store.succeed(job_id, token, result), Outcome.SUCCEEDED)
+
+
+def _call_handler(ctx: JobContext) -> dict[str, Any]:
+    job_type = jobtypes.get(ctx.job.type)
+    try:
+        params = job_type.params.model_validate(ctx.job.params)
+    except ValidationError as exc:
+        raise InputError(f"invalid params: {exc.errors()[0]['msg']}") from exc
+    handler = job_type.resolve_handler()
+    return handler(ctx, params) or {}
+
+
+def _record_failure(ctx: JobContext, exc: BaseException) -> Outcome:
+    store, job_id, token = ctx.services.store, ctx.job_id, ctx.token
+    if isinstance(exc, LeaseLost) or ctx.lease_lost:
+        log.warning("job %s: lease lost; another worker owns it now", job_id)
+        return Outcome.LEASE_LOST
+    if isinstance(exc, JobCanceled):
+        return _record_stop(ctx)
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return _ended(store.fail(job_id, token, "timeout", "the job ran past its time limit"),
+                      Outcome.FAILED)
+    if isinstance(exc, RetryableError):
+        job = store.retry(job_id, token, exc.code, exc.message)
+        if job is not None and job.status == JobStatus.QUEUED:
+            ctx.services.publisher.publish([job])
+            return Outcome.RETRYING
+        return Outcome.FAILED
+    if isinstance(exc, AigcError):
+        return _ended(store.fail(job_id, token, exc.code, exc.message), Outcome.FAILED)
+    if not isinstance(exc, Exception):
+        raise exc  # KeyboardInterrupt, SystemExit: the lease expires and the reconciler retries
+    log.exception("job %s: handler crashed", job_id)
+    # The message names the error type but never carries a stack trace to the client.
+    message = f"{type(exc).__name__}: {exc}"
+    return _ended(store.fail(job_id, token, "internal_error", message), Outcome.FAILED)
+
+
+def _record_stop(ctx: JobContext) -> Outcome:
+    if ctx.lease_lost:
+        return Outcome.LEASE_LOST
+    return _ended(ctx.services.store.cancel_running(ctx.job_id, ctx.token), Outcome.CANCELED)
+
+
+def _ended(job: object | None, outcome: Outcome) -> Outcome:
+    # None means a newer claim owns the job: this worker's result is discarded, not applied twice.
+    return outcome if job is not None else Outcome.LEASE_LOST
