@@ -6,8 +6,8 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from api import services
-from shared.services import Services
 from api.problems import problem
+from shared.services import Services
 
 bp = Blueprint("health", __name__)
 

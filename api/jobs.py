@@ -19,8 +19,9 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     """Validate and store a job, publish its id, and answer 202 with its location."""
     svc = services()
     body = json_body(JobCreate)
-    job = build_job(body, max_params_bytes=svc.settings.max_params_bytes,
-                    max_attempts=svc.settings.max_attempts)
+    job = build_job(
+        body, max_params_bytes=svc.settings.max_params_bytes, max_attempts=svc.settings.max_attempts
+    )
     (job,) = submit(svc, [job])
     location = url_for("jobs.get_job", job_id=str(job.id))
     return jsonify(to_public(job)), 202, {"Location": location}
@@ -42,7 +43,9 @@ def list_jobs() -> Response:
     rows, next_cursor = services().store.list(
         status=q.status, type_=q.type, limit=q.limit, cursor=q.cursor
     )
-    page = JobsPublic.model_validate({"data": rows, "next_cursor": next_cursor}, from_attributes=True)
+    page = JobsPublic.model_validate(
+        {"data": rows, "next_cursor": next_cursor}, from_attributes=True
+    )
     return jsonify(page.model_dump(mode="json"))
 
 
@@ -51,4 +54,3 @@ def cancel_job(job_id: str) -> tuple[Response, int]:
     """Cancel a queued job now, or ask a running one to stop; 409 if it already ended."""
     job = services().store.request_cancel(path_uuid(job_id, "job"))
     return jsonify(to_public(job)), 202 if job.status == JobStatus.RUNNING else 200
-

@@ -23,7 +23,9 @@ ENDPOINTS: list[tuple[str, str, str, type[BaseModel] | None, int, type[BaseModel
     ("get", "/healthz", "Liveness", None, 200, None),
     ("get", "/readyz", "Readiness of the database and broker", None, 200, None),
 ]
-EXTRA_ENDPOINTS: list[tuple[str, str, str, type[BaseModel] | None, int, type[BaseModel] | None]] = []
+EXTRA_ENDPOINTS: list[
+    tuple[str, str, str, type[BaseModel] | None, int, type[BaseModel] | None]
+] = []
 SCHEMAS: list[type[BaseModel]] = [JobCreate, JobPublic, JobsPublic, ArtifactPublic, Problem]
 
 
@@ -31,18 +33,26 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF.format(model=model.__name__)}
 
 
-def _operation(summary: str, body: type[BaseModel] | None, status: int,
-               out: type[BaseModel] | None) -> dict[str, Any]:
+def _operation(
+    summary: str, body: type[BaseModel] | None, status: int, out: type[BaseModel] | None
+) -> dict[str, Any]:
     problem = {"content": {"application/problem+json": {"schema": _ref(Problem)}}}
     ok: dict[str, Any] = {"description": "OK"}
     if out is not None:
         ok["content"] = {"application/json": {"schema": _ref(out)}}
-    op: dict[str, Any] = {"summary": summary, "responses": {
-        str(status): ok, "4XX": {"description": "Problem", **problem},
-        "5XX": {"description": "Problem", **problem}}}
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            str(status): ok,
+            "4XX": {"description": "Problem", **problem},
+            "5XX": {"description": "Problem", **problem},
+        },
+    }
     if body is not None:
-        op["requestBody"] = {"required": True,
-                             "content": {"application/json": {"schema": _ref(body)}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
     return op
 
 
@@ -52,8 +62,14 @@ def build_spec() -> dict[str, Any]:
     for method, path, summary, body, status, out in ENDPOINTS + EXTRA_ENDPOINTS:
         op = _operation(summary, body, status, out)
         if "{id}" in path:
-            op["parameters"] = [{"name": "id", "in": "path", "required": True,
-                                 "schema": {"type": "string", "format": "uuid"}}]
+            op["parameters"] = [
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                }
+            ]
         paths.setdefault(path, {})[method] = op
     schemas: dict[str, Any] = {}
     models = SCHEMAS + [t.params for t in jobtypes.all_types()]
@@ -61,8 +77,12 @@ def build_spec() -> dict[str, Any]:
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
-    return {"openapi": "3.1.0", "info": {"title": "aigc-queue", "version": "1"},
-            "paths": paths, "components": {"schemas": schemas}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "aigc-queue", "version": "1"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
 
 
 @bp.get("/openapi.json")

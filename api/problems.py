@@ -1,4 +1,4 @@
-"""Maps every error to an ``application/problem+json`` response, in one place, without stack traces."""
+"""Maps every error to an ``application/problem+json`` response, without stack traces."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from shared import errors
 log = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "application/problem+json"
+RESERVED = frozenset({"type", "title", "status", "detail", "code", "errors"})
 
 _STATUS: list[tuple[type[errors.AigcError], int]] = [
     (errors.PayloadTooLarge, 413),
@@ -39,8 +40,8 @@ def _from_aigc(exc: errors.AigcError) -> Response:
     field_list = getattr(exc, "errors", None)
     if field_list is None and field:
         field_list = [{"field": field, "message": exc.message}]
-    resp = problem(status, _title(status), exc.message, code=exc.code, errors=field_list,
-                   **{k: v for k, v in exc.details.items() if isinstance(v, str | int)})
+    extra = {k: v for k, v in exc.details.items() if isinstance(v, str | int) and k not in RESERVED}
+    resp = problem(status, _title(status), exc.message, code=exc.code, errors=field_list, **extra)
     if isinstance(exc, errors.RetryableError):
         resp.headers["Retry-After"] = "5"
     return resp

@@ -18,8 +18,9 @@ def json_body(schema: type[M]) -> M:
     """Parse the JSON body against ``schema``; malformed JSON or bad fields raise an InputError."""
     data: Any = request.get_json(silent=True)
     if data is None:
-        raise InputError("the body must be a JSON object (Content-Type: application/json)",
-                         field="body")
+        raise InputError(
+            "the body must be a JSON object (Content-Type: application/json)", field="body"
+        )
     return parse_model(schema, data)  # type: ignore[return-value]
 
 

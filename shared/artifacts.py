@@ -23,16 +23,22 @@ class ArtifactStore:
         self.root = root.resolve()
         self.sessions = sessions
 
-    def save(self, job_id: uuid.UUID | None, kind: str, media_type: str, data: bytes,
-             suffix: str) -> Artifact:
+    def save(
+        self, job_id: uuid.UUID | None, kind: str, media_type: str, data: bytes, suffix: str
+    ) -> Artifact:
         """Write ``data`` atomically and record it; return the artifact row."""
         artifact_id = uuid.uuid4()
         folder = str(job_id) if job_id else "shared"
         rel = Path("jobs") / folder / f"{artifact_id}{suffix}"
         write_atomic(self.root / rel, data)
         row = Artifact(
-            id=artifact_id, job_id=job_id, kind=kind, media_type=media_type,
-            uri=URI_PREFIX + rel.as_posix(), size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+            id=artifact_id,
+            job_id=job_id,
+            kind=kind,
+            media_type=media_type,
+            uri=URI_PREFIX + rel.as_posix(),
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
         )
         with self.sessions() as session:
             session.add(row)

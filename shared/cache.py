@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 class StatusCache:
-    """Writes and reads job snapshots; a Redis outage degrades to the database, never to an error."""
+    """Writes and reads job snapshots; a Redis outage falls back to the database."""
 
     def __init__(self, url: str, ttl_s: int) -> None:
         self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)

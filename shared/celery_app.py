@@ -35,7 +35,10 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue="generate",
         task_create_missing_queues=False,
         task_publish_retry_policy={
-            "max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1,
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
         },
         broker_connection_timeout=settings.publish_timeout_s,
         worker_hijack_root_logger=False,
@@ -51,12 +54,17 @@ def _transport_options(settings: Settings) -> dict[str, object]:
     url = settings.broker_url
     if url.startswith("filesystem://"):
         folder = str(settings.broker_dir / "queue")
-        return {"data_folder_in": folder, "data_folder_out": folder,
-                "control_folder": str(settings.broker_dir / "control"),
-                "polling_interval": settings.broker_poll_interval_s}
+        return {
+            "data_folder_in": folder,
+            "data_folder_out": folder,
+            "control_folder": str(settings.broker_dir / "control"),
+            "polling_interval": settings.broker_poll_interval_s,
+        }
     if url.startswith("sqla+"):
         return {}  # kombu hands these options to create_engine(); it accepts none of ours
     # The same visibility timeout everywhere: the shortest one in the cluster wins.
-    return {"visibility_timeout": settings.visibility_timeout_s,
-            "socket_timeout": settings.publish_timeout_s,
-            "socket_connect_timeout": settings.publish_timeout_s}
+    return {
+        "visibility_timeout": settings.visibility_timeout_s,
+        "socket_timeout": settings.publish_timeout_s,
+        "socket_connect_timeout": settings.publish_timeout_s,
+    }

@@ -45,7 +45,7 @@ def make_engine(url: str) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
-    # WAL lets the API read while a worker writes; busy_timeout waits instead of "database is locked".
+    # WAL lets the API read while a worker writes; busy_timeout waits out "database is locked".
     cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")

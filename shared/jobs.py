@@ -74,7 +74,7 @@ class JobStore:
 
     # -- writing helpers -------------------------------------------------------------------
     def _update(self, job_id: uuid.UUID, where: Sequence[Any], **values: Any) -> Job | None:
-        """Run one conditional UPDATE on a job and return the new row, or None if it did not match."""
+        """Run one conditional UPDATE on a job; return the new row, or None if it did not match."""
         stmt = (
             update(Job)
             .where(Job.id == job_id, *where)
@@ -214,21 +214,33 @@ class JobStore:
         )
 
     def retry(self, job_id: uuid.UUID, token: str, code: str, message: str) -> Job | None:
-        """Send a running job back to the queue after a transient error, or fail it when out of tries."""
+        """Requeue a running job after a transient error, or fail it when out of attempts."""
         back = self._update(
             job_id,
-            [Job.status == JobStatus.RUNNING, Job.worker_id == token,
-             Job.attempts < Job.max_attempts, Job.cancel_requested.is_(False)],
-            status=JobStatus.QUEUED, worker_id=None, lease_expires_at=None,
-            error=error_doc(code, message), published_at=utcnow(),
+            [
+                Job.status == JobStatus.RUNNING,
+                Job.worker_id == token,
+                Job.attempts < Job.max_attempts,
+                Job.cancel_requested.is_(False),
+            ],
+            status=JobStatus.QUEUED,
+            worker_id=None,
+            lease_expires_at=None,
+            error=error_doc(code, message),
+            published_at=utcnow(),
         )
         return back or self.fail(job_id, token, code, message)
 
-    def _finish(self, job_id: uuid.UUID, token: str, status: JobStatus, **values: Any) -> Job | None:
+    def _finish(
+        self, job_id: uuid.UUID, token: str, status: JobStatus, **values: Any
+    ) -> Job | None:
         return self._update(
             job_id,
             [Job.status == JobStatus.RUNNING, Job.worker_id == token],
-            status=status, finished_at=utcnow(), lease_expires_at=None, **values,
+            status=status,
+            finished_at=utcnow(),
+            lease_expires_at=None,
+            **values,
         )
 
     # -- transitions a client makes --------------------------------------------------------
@@ -236,19 +248,20 @@ class JobStore:
         """Cancel a queued job now, or flag a running one to stop; Conflict if it already ended."""
         now = utcnow()
         job = self._update(
-            job_id, [Job.status == JobStatus.QUEUED],
-            status=JobStatus.CANCELED, cancel_requested=True, finished_at=now,
+            job_id,
+            [Job.status == JobStatus.QUEUED],
+            status=JobStatus.CANCELED,
+            cancel_requested=True,
+            finished_at=now,
             error=error_doc("canceled", "canceled by request"),
         )
-        job = job or self._update(
-            job_id, [Job.status == JobStatus.RUNNING], cancel_requested=True
-        )
+        job = job or self._update(job_id, [Job.status == JobStatus.RUNNING], cancel_requested=True)
         if job is not None:
             return job
         current = self.get(job_id)
         if current is None:
             raise NotFound("job not found")
-        raise Conflict(f"job is already {current.status}", status=current.status)
+        raise Conflict(f"job is already {current.status}", job_status=current.status)
 
     # -- transitions the reconciler makes --------------------------------------------------
     def stale_queued(self, older_than_s: float, limit: int = 1000) -> list[Job]:
@@ -276,18 +289,37 @@ class JobStore:
 
     def rescue(self, job: Job) -> Job | None:
         """Requeue, fail or cancel one job whose lease expired; None if it moved meanwhile."""
-        guard = [Job.status == JobStatus.RUNNING, Job.worker_id == job.worker_id,
-                 Job.lease_expires_at < utcnow()]
+        guard = [
+            Job.status == JobStatus.RUNNING,
+            Job.worker_id == job.worker_id,
+            Job.lease_expires_at < utcnow(),
+        ]
         done = {"finished_at": utcnow(), "lease_expires_at": None}
         if job.cancel_requested:
-            return self._update(job.id, guard, status=JobStatus.CANCELED, **done,
-                                error=error_doc("canceled", "canceled by request"))
+            return self._update(
+                job.id,
+                guard,
+                status=JobStatus.CANCELED,
+                **done,
+                error=error_doc("canceled", "canceled by request"),
+            )
         if job.attempts >= job.max_attempts:
             message = f"the worker was lost {job.attempts} times"
-            return self._update(job.id, guard, status=JobStatus.FAILED, **done,
-                                error=error_doc("worker_lost", message))
-        return self._update(job.id, guard, status=JobStatus.QUEUED, worker_id=None,
-                            lease_expires_at=None, published_at=None)
+            return self._update(
+                job.id,
+                guard,
+                status=JobStatus.FAILED,
+                **done,
+                error=error_doc("worker_lost", message),
+            )
+        return self._update(
+            job.id,
+            guard,
+            status=JobStatus.QUEUED,
+            worker_id=None,
+            lease_expires_at=None,
+            published_at=None,
+        )
 
 
 def to_public(job: Job) -> dict[str, Any]:

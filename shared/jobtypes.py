@@ -68,14 +68,46 @@ def load_plugins(modules: Iterable[str]) -> None:
 def _register_builtin() -> None:
     from shared import params
 
-    register(JobType("text.generate", params.TextGenerateParams, "generate",
-                     "worker.handlers.text:generate", model="required", model_kind="text"))
-    register(JobType("image.generate", params.ImageGenerateParams, "generate",
-                     "worker.handlers.image:generate", model="required", model_kind="image"))
-    register(JobType("text.train", params.TextTrainParams, "train",
-                     "worker.handlers.text:train", model="target", model_kind="text"))
-    register(JobType("image.train", params.ImageTrainParams, "train",
-                     "worker.handlers.image:train", model="target", model_kind="image"))
+    register(
+        JobType(
+            "text.generate",
+            params.TextGenerateParams,
+            "generate",
+            "worker.handlers.text:generate",
+            model="required",
+            model_kind="text",
+        )
+    )
+    register(
+        JobType(
+            "image.generate",
+            params.ImageGenerateParams,
+            "generate",
+            "worker.handlers.image:generate",
+            model="required",
+            model_kind="image",
+        )
+    )
+    register(
+        JobType(
+            "text.train",
+            params.TextTrainParams,
+            "train",
+            "worker.handlers.text:train",
+            model="target",
+            model_kind="text",
+        )
+    )
+    register(
+        JobType(
+            "image.train",
+            params.ImageTrainParams,
+            "train",
+            "worker.handlers.image:train",
+            model="target",
+            model_kind="image",
+        )
+    )
 
 
 _register_builtin()

@@ -37,7 +37,9 @@ class ImageGenerateParams(Params):
 class TrainParams(Params):
     """What every training job shares."""
 
-    dataset_id: uuid.UUID | None = Field(None, description="An uploaded dataset; built-in if absent.")
+    dataset_id: uuid.UUID | None = Field(
+        None, description="An uploaded dataset; built-in if absent."
+    )
     epochs: int = Field(3, ge=1, le=500)
     batch_size: int = Field(64, ge=1, le=4096)
     validation_split: float = Field(0.1, gt=0, lt=0.5)

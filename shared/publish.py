@@ -36,11 +36,11 @@ class Publisher:
                 for job in jobs:
                     self._send(job, producer)
                     sent.append(job.id)
-        except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job to the reconciler
+        except Exception as exc:
             log.warning("publish failed after %d of %d jobs: %s", len(sent), len(jobs), exc)
         try:
             self.store.mark_published(sent)
-        except Exception as exc:  # noqa: BLE001 - only delays the reconciler's next re-publish
+        except Exception as exc:
             log.warning("could not record publish time: %s", exc)
         return len(sent)
 

@@ -22,7 +22,9 @@ class ReconcileReport:
     canceled: int = 0
 
 
-def reconcile_once(store: JobStore, publisher: Publisher, republish_after_s: float) -> ReconcileReport:
+def reconcile_once(
+    store: JobStore, publisher: Publisher, republish_after_s: float
+) -> ReconcileReport:
     """Run one pass: rescue expired leases, then re-publish jobs queued for too long."""
     report = ReconcileReport()
     requeued = []
@@ -46,10 +48,14 @@ def reconcile_once(store: JobStore, publisher: Publisher, republish_after_s: flo
 
 
 def run_forever(
-    store: JobStore, publisher: Publisher, *, interval_s: float, republish_after_s: float,
+    store: JobStore,
+    publisher: Publisher,
+    *,
+    interval_s: float,
+    republish_after_s: float,
     stop: threading.Event,
 ) -> None:
-    """Reconcile every ``interval_s`` seconds until ``stop`` is set; errors are logged, not fatal."""
+    """Reconcile every ``interval_s`` seconds until ``stop`` is set, logging errors."""
     while not stop.is_set():
         try:
             reconcile_once(store, publisher, republish_after_s)

@@ -20,8 +20,10 @@ class JobCreate(Strict):
 
     type: str = Field(min_length=1, max_length=64, examples=["text.generate"])
     model: str | None = Field(
-        None, max_length=128, description="Model `name` or `name:version`; for training jobs, "
-        "the name the trained model is registered under."
+        None,
+        max_length=128,
+        description="Model `name` or `name:version`; for training jobs, "
+        "the name the trained model is registered under.",
     )
     params: dict[str, Any] = Field(default_factory=dict)
     priority: int = Field(0, ge=0, le=9)

@@ -38,7 +38,9 @@ def build_services(settings: Settings) -> Services:
     settings.ensure_dirs()
     jobtypes.load_plugins(settings.plugins)
     engine = make_engine(settings.database_url)
-    cache = StatusCache(settings.redis_url, settings.status_cache_ttl_s) if settings.redis_url else None
+    cache = (
+        StatusCache(settings.redis_url, settings.status_cache_ttl_s) if settings.redis_url else None
+    )
     sessions = make_session_factory(engine)
     store = JobStore(sessions, cache)
     celery = make_celery(settings)

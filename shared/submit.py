@@ -24,8 +24,9 @@ def field_errors(exc: ValidationError, prefix: str = "") -> FieldErrors:
     errors = []
     for err in exc.errors(include_url=False, include_context=False):
         path = ".".join(str(p) for p in (*([prefix] if prefix else []), *err["loc"]))
-        errors.append({"field": path or prefix or "body", "message": err["msg"],
-                       "type": err["type"]})
+        errors.append(
+            {"field": path or prefix or "body", "message": err["msg"], "type": err["type"]}
+        )
     return FieldErrors(errors)
 
 
@@ -37,8 +38,13 @@ def parse_model(schema: type[BaseModel], data: Any, prefix: str = "") -> BaseMod
         raise field_errors(exc, prefix) from None
 
 
-def build_job(body: JobCreate, *, max_params_bytes: int, max_attempts: int,
-              check_model: ModelCheck | None = None) -> Job:
+def build_job(
+    body: JobCreate,
+    *,
+    max_params_bytes: int,
+    max_attempts: int,
+    check_model: ModelCheck | None = None,
+) -> Job:
     """Validate one job request completely and return an unsaved job row."""
     job_type = jobtypes.get(body.type)
     params = parse_model(job_type.params, body.params, "params")
@@ -49,12 +55,18 @@ def build_job(body: JobCreate, *, max_params_bytes: int, max_attempts: int,
     if len(json.dumps(data)) > max_params_bytes:
         raise InputError(f"params exceed {max_params_bytes} bytes", field="params")
     model = _check_model_field(job_type, body.model, check_model)
-    return Job(type=job_type.name, model=model, params=data, priority=body.priority,
-               max_attempts=max_attempts)
+    return Job(
+        type=job_type.name,
+        model=model,
+        params=data,
+        priority=body.priority,
+        max_attempts=max_attempts,
+    )
 
 
-def _check_model_field(job_type: jobtypes.JobType, model: str | None,
-                       check_model: ModelCheck | None) -> str | None:
+def _check_model_field(
+    job_type: jobtypes.JobType, model: str | None, check_model: ModelCheck | None
+) -> str | None:
     if job_type.model == "none":
         if model:
             raise InputError(f"{job_type.name} takes no model", field="model")

@@ -1,4 +1,4 @@
-"""What a handler sees of its job: params, progress, cancel and artifacts, and the lease behind them."""
+"""What a handler sees of its job: progress, cancel, artifacts, and the lease behind them."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class JobContext:
         return path
 
     def should_stop(self) -> bool:
-        """Return whether the job was canceled or its lease lost; polls the row at most once a second."""
+        """Return whether the job was canceled or its lease lost (polls the row at most 1/s)."""
         now = time.monotonic()
         if now - self._last_poll >= CANCEL_POLL_S and not self._cancel.is_set():
             self._last_poll = now
@@ -71,8 +71,14 @@ class JobContext:
     def save_artifact(self, kind: str, media_type: str, data: bytes, suffix: str) -> dict[str, Any]:
         """Store a file produced by this job and return its public description."""
         row = self.services.artifacts.save(self.job.id, kind, media_type, data, suffix)
-        return {"id": str(row.id), "kind": kind, "media_type": media_type, "size": row.size,
-                "sha256": row.sha256, "url": artifact_url(row.id)}
+        return {
+            "id": str(row.id),
+            "kind": kind,
+            "media_type": media_type,
+            "size": row.size,
+            "sha256": row.sha256,
+            "url": artifact_url(row.id),
+        }
 
     # -- lease -----------------------------------------------------------------------------
     def renew_lease(self) -> None:

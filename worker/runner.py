@@ -73,8 +73,9 @@ def _record_failure(ctx: JobContext, exc: BaseException) -> Outcome:
     if isinstance(exc, JobCanceled):
         return _record_stop(ctx)
     if isinstance(exc, SoftTimeLimitExceeded):
-        return _ended(store.fail(job_id, token, "timeout", "the job ran past its time limit"),
-                      Outcome.FAILED)
+        return _ended(
+            store.fail(job_id, token, "timeout", "the job ran past its time limit"), Outcome.FAILED
+        )
     if isinstance(exc, RetryableError):
         job = store.retry(job_id, token, exc.code, exc.message)
         if job is not None and job.status == JobStatus.QUEUED:

@@ -1,0 +1,39 @@
+# Two commands from a fresh clone: `make run` (embedded defaults) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EXTRAS := worker,jax,monitor,dev
+
+.PHONY: install run test test-ml-jax lint format bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install ## Run the API, a worker and the reconciler with no servers needed.
+	$(BIN)/aigc up
+
+test: install ## Lint, then the whole suite (TensorFlow backend), then the ML tests on JAX.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -ra
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -ra -m ml
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,83 @@
+"""A small HTTP client of the API, used by the CLI."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import requests
+
+TERMINAL = {"succeeded", "failed", "canceled"}
+
+
+class ApiError(Exception):
+    """Raised when the API answers with a problem document or cannot be reached."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        detail = problem.get("detail") or problem.get("title") or "error"
+        fields = "; ".join(f"{e['field']}: {e['message']}" for e in problem.get("errors") or [])
+        super().__init__(f"{status} {detail}" + (f" ({fields})" if fields else ""))
+        self.status = status
+        self.problem = problem
+
+
+class Client:
+    """Calls the aigc-queue HTTP API."""
+
+    def __init__(self, base_url: str, timeout_s: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.http = requests.Session()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send a request and raise ApiError on a problem answer."""
+        try:
+            resp = self.http.request(method, self.base_url + path, timeout=self.timeout_s, **kwargs)
+        except requests.ConnectionError as exc:
+            raise ApiError(0, {"detail": f"cannot reach the API at {self.base_url}"}) from exc
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = {"detail": resp.text[:200]}
+            raise ApiError(resp.status_code, body)
+        return resp
+
+    def submit(self, type_: str, model: str | None, params: dict[str, Any]) -> dict[str, Any]:
+        """Submit one job and return it."""
+        body = {"type": type_, "model": model, "params": params}
+        return self.request("POST", "/v1/jobs", json=body).json()
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """Return one job."""
+        return self.request("GET", f"/v1/jobs/{job_id}").json()
+
+    def follow(self, job_id: str, poll_s: float = 0.5) -> Iterator[dict[str, Any]]:
+        """Yield the job each time it is polled, until it reaches a terminal state."""
+        while True:
+            job = self.job(job_id)
+            yield job
+            if job["status"] in TERMINAL:
+                return
+            time.sleep(poll_s)
+
+    def wait(
+        self,
+        job_id: str,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the job is terminal and return it."""
+        deadline = time.monotonic() + timeout_s if timeout_s else None
+        job: dict[str, Any] = {}
+        for job in self.follow(job_id):
+            if on_update:
+                on_update(job)
+            if deadline and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']}")
+        return job
+
+    def download(self, url_path: str) -> bytes:
+        """Return the bytes of an artifact."""
+        return self.request("GET", url_path).content
