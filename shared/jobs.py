@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -270,7 +270,7 @@ class JobStore:
         stmt = (
             select(Job)
             .where(Job.status == JobStatus.QUEUED)
-            .where(or_(Job.published_at.is_(None), Job.published_at < cutoff))
+            .where(func.coalesce(Job.published_at, Job.created_at) < cutoff)
             .order_by(Job.priority.desc(), Job.created_at)
             .limit(limit)
         )

@@ -1,0 +1,59 @@
+"""`aigc up` on embedded defaults, driven with the CLI as a user would."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import Api, free_port, settings_env
+
+pytestmark = pytest.mark.integration
+
+
+def test_aigc_up_runs_a_job_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = settings_env(
+        {"api_port": port, "plugins": ["tests.fixtures.jobtypes"], "broker_poll_interval_s": 0.05}
+    )
+    aigc = [sys.executable, "-m", "api.cli"]
+    log = tmp_path / "up.log"
+    # Run from an empty folder: the embedded defaults live under ./var there.
+    up = subprocess.Popen(
+        [*aigc, "up", "--no-bootstrap"],
+        env=env,
+        cwd=tmp_path,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        Api(f"http://127.0.0.1:{port}").wait_ready(60)
+
+        def run(*args):
+            return subprocess.run(
+                [*aigc, *args],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        submitted = run("submit", "test.sleep", "-p", "seconds=0.2", "-p", "steps=2")
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = submitted.stdout.strip()
+        waited = run("wait", job_id, "--timeout", "90")
+        assert waited.returncode == 0, waited.stdout + waited.stderr + log.read_text()[-3000:]
+        assert '"succeeded"' in waited.stdout
+        failed = run("wait", run("submit", "test.fail").stdout.strip(), "--timeout", "60")
+        assert failed.returncode == 1
+        assert (tmp_path / "var" / "aigc.sqlite3").exists()
+    finally:
+        up.send_signal(signal.SIGINT)
+        code = up.wait(60)
+    assert code == 0, log.read_text()[-3000:]
+    assert "aigc-queue stopped" in log.read_text()[-3000:]
