@@ -165,5 +165,109 @@ def _call(fn: Any) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
+# -- models --------------------------------------------------------------------------------
+@main.group()
+def generate() -> None:
+    """Generate text or images with a registered model and wait for the result."""
+
+
+@generate.command("text")
+@click.argument("prompt")
+@click.option("--model", "-m", default=None, help="Model name[:version] (default text model).")
+@click.option("--max-tokens", default=200, show_default=True)
+@click.option("--temperature", default=0.8, show_default=True)
+@click.option("--top-k", type=int, default=None)
+@click.option("--seed", type=int, default=None)
+def generate_text(
+    prompt: str,
+    model: str | None,
+    max_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    seed: int | None,
+) -> None:
+    """Continue PROMPT and print the text."""
+    from api.progress import wait_with_bar
+
+    client = _client()
+    params = {
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "top_k": top_k,
+        "seed": seed,
+    }
+    model = model or get_settings().default_text_model
+    job = _call(lambda: client.submit("text.generate", model, _compact(params)))
+    job = _call(lambda: wait_with_bar(client, job["id"], label="generating"))
+    _exit_unless_succeeded(job)
+    click.echo(prompt + job["result"]["text"])
+
+
+@generate.command("image")
+@click.option("--model", "-m", default=None, help="Model name[:version] (default image model).")
+@click.option("--n", "n", default=4, show_default=True)
+@click.option("--seed", type=int, default=None)
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), default="images", show_default=True
+)
+def generate_image(model: str | None, n: int, seed: int | None, out_dir: str) -> None:
+    """Generate N images and save them as PNG files in OUT."""
+    from pathlib import Path
+
+    from api.progress import wait_with_bar
+
+    client = _client()
+    model = model or get_settings().default_image_model
+    job = _call(lambda: client.submit("image.generate", model, _compact({"n": n, "seed": seed})))
+    job = _call(lambda: wait_with_bar(client, job["id"], label="generating"))
+    _exit_unless_succeeded(job)
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(job["result"]["images"]):
+        path = folder / f"{job['id'][:8]}-{i:02d}.png"
+        path.write_bytes(_call(lambda url=image["url"]: client.download(url)))
+        click.echo(str(path))
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["text", "image"]))
+@click.option("--model", "-m", required=True, help="Name to register the trained model under.")
+@click.option("--param", "-p", "params", multiple=True, help="key=value, e.g. -p epochs=3.")
+def train(kind: str, model: str, params: tuple[str, ...]) -> None:
+    """Train a text or image model, showing its progress, and print the registered version."""
+    from api.progress import wait_with_bar
+
+    client = _client()
+    job = _call(lambda: client.submit(f"{kind}.train", model, dict(map(_parse_param, params))))
+    click.echo(f"training job {job['id']}", err=True)
+    job = _call(lambda: wait_with_bar(client, job["id"], label=f"training {model}"))
+    _exit_unless_succeeded(job)
+    click.echo(json.dumps(job["result"], indent=2))
+
+
+@main.command()
+def models() -> None:
+    """List registered models and their versions."""
+    data = _call(lambda: _client().request("GET", "/v1/models").json())["data"]
+    for m in data:
+        latest = m["versions"][0] if m["versions"] else {}
+        metrics = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in (latest.get("metrics") or {}).items()
+        )
+        click.echo(f"{m['name']:<20} {m['kind']:<6} v{m['latest_version']}  {metrics}")
+
+
+def _compact(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _exit_unless_succeeded(job: dict[str, Any]) -> None:
+    if job["status"] != "succeeded":
+        error = job.get("error") or {}
+        raise click.ClickException(f"job {job['status']}: {error.get('message', '')}")
+
+
 if __name__ == "__main__":
     main()

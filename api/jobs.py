@@ -8,6 +8,7 @@ from api import services
 from api.requests import json_body, path_uuid, query
 from shared.errors import NotFound
 from shared.jobs import JobStatus, to_public
+from shared.registry import submission_check
 from shared.schemas import JobCreate, JobsPublic, JobsQuery
 from shared.submit import build_job, submit
 
@@ -20,7 +21,10 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     svc = services()
     body = json_body(JobCreate)
     job = build_job(
-        body, max_params_bytes=svc.settings.max_params_bytes, max_attempts=svc.settings.max_attempts
+        body,
+        max_params_bytes=svc.settings.max_params_bytes,
+        max_attempts=svc.settings.max_attempts,
+        check_model=submission_check(svc.registry),
     )
     (job,) = submit(svc, [job])
     location = url_for("jobs.get_job", job_id=str(job.id))

@@ -20,6 +20,10 @@ ENDPOINTS: list[tuple[str, str, str, type[BaseModel] | None, int, type[BaseModel
     ("get", "/v1/jobs/{id}", "Get a job", None, 200, JobPublic),
     ("post", "/v1/jobs/{id}/cancel", "Cancel a job", None, 200, JobPublic),
     ("get", "/v1/artifacts/{id}", "Download an artifact", None, 200, None),
+    ("post", "/v1/datasets", "Upload a dataset (multipart field 'file')", None, 201, None),
+    ("get", "/v1/datasets", "List datasets", None, 200, None),
+    ("get", "/v1/models", "List models and their versions", None, 200, None),
+    ("get", "/v1/models/{name}", "Get a model and its versions", None, 200, None),
     ("get", "/healthz", "Liveness", None, 200, None),
     ("get", "/readyz", "Readiness of the database and broker", None, 200, None),
 ]
@@ -61,15 +65,12 @@ def build_spec() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, body, status, out in ENDPOINTS + EXTRA_ENDPOINTS:
         op = _operation(summary, body, status, out)
-        if "{id}" in path:
-            op["parameters"] = [
-                {
-                    "name": "id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "format": "uuid"},
-                }
-            ]
+        for param in ("id", "name"):
+            if "{" + param + "}" in path:
+                schema = {"type": "string", **({"format": "uuid"} if param == "id" else {})}
+                op["parameters"] = [
+                    {"name": param, "in": "path", "required": True, "schema": schema}
+                ]
         paths.setdefault(path, {})[method] = op
     schemas: dict[str, Any] = {}
     models = SCHEMAS + [t.params for t in jobtypes.all_types()]

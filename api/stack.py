@@ -89,9 +89,11 @@ def run_stack(
     migrate.upgrade(settings)
     procs = [
         subprocess.Popen(api_command(settings, workers=2)),
+        # Two workers so that generation is never stuck behind a long training job.
         subprocess.Popen(
-            worker_command(settings, queues="generate,train", concurrency=1, name="embedded@%h")
+            worker_command(settings, queues="generate", concurrency=1, name="generate@%h")
         ),
+        subprocess.Popen(worker_command(settings, queues="train", concurrency=1, name="train@%h")),
     ]
     svc = build_services(settings)
     stop = threading.Event()

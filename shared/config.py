@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     max_params_bytes: int = 64 * 1024
     page_limit_max: int = 100
+    max_dataset_bytes: int = 200 * 1024 * 1024
+
+    # Models.
+    model_cache_size: int = Field(4, ge=1, le=64, description="Models a worker keeps loaded.")
+    warm_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    default_text_model: str = "text-default"
+    default_image_model: str = "image-default"
 
     # Worker process.
     worker_concurrency: int = Field(1, ge=1, le=64)
@@ -54,7 +61,7 @@ class Settings(BaseSettings):
     # Extra modules that register job types (tests register theirs this way).
     plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("plugins", mode="before")
+    @field_validator("plugins", "warm_models", mode="before")
     @classmethod
     def _split_plugins(cls, value: object) -> object:
         if isinstance(value, str):

@@ -15,6 +15,7 @@ from shared.config import Settings
 from shared.db import make_engine, make_session_factory
 from shared.jobs import JobStore
 from shared.publish import Publisher
+from shared.registry import ModelRegistry
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Services:
     celery: Celery
     publisher: Publisher
     artifacts: ArtifactStore
+    registry: ModelRegistry
 
     def close(self) -> None:
         """Release connections and pools."""
@@ -46,4 +48,5 @@ def build_services(settings: Settings) -> Services:
     celery = make_celery(settings)
     publisher = Publisher(celery, store, settings)
     artifacts = ArtifactStore(settings.artifact_dir, sessions)
-    return Services(settings, engine, store, celery, publisher, artifacts)
+    registry = ModelRegistry(sessions)
+    return Services(settings, engine, store, celery, publisher, artifacts, registry)

@@ -15,8 +15,8 @@ from shared.models import Job
 from shared.schemas import JobCreate
 from shared.services import Services
 
-# Checks a job's `model` field against the model registry; installed by the registry module.
-ModelCheck = Callable[[jobtypes.JobType, str | None], str | None]
+# Checks a job's `model` field (and params that depend on the model) against the registry.
+ModelCheck = Callable[[jobtypes.JobType, str, dict[str, Any]], str]
 
 
 def field_errors(exc: ValidationError, prefix: str = "") -> FieldErrors:
@@ -54,7 +54,7 @@ def build_job(
         data["seed"] = secrets.randbelow(2**31)
     if len(json.dumps(data)) > max_params_bytes:
         raise InputError(f"params exceed {max_params_bytes} bytes", field="params")
-    model = _check_model_field(job_type, body.model, check_model)
+    model = _check_model_field(job_type, body.model, data, check_model)
     return Job(
         type=job_type.name,
         model=model,
@@ -65,7 +65,10 @@ def build_job(
 
 
 def _check_model_field(
-    job_type: jobtypes.JobType, model: str | None, check_model: ModelCheck | None
+    job_type: jobtypes.JobType,
+    model: str | None,
+    params: dict[str, Any],
+    check_model: ModelCheck | None,
 ) -> str | None:
     if job_type.model == "none":
         if model:
@@ -73,7 +76,7 @@ def _check_model_field(
         return None
     if job_type.model in ("required", "target") and not model:
         raise InputError(f"{job_type.name} needs a model", field="model")
-    return check_model(job_type, model) if check_model else model
+    return check_model(job_type, model, params) if check_model and model else model
 
 
 def submit(services: Services, jobs: Sequence[Job]) -> list[Job]:

@@ -7,8 +7,11 @@ job, after the prefork pool has forked, never by the parent.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from functools import lru_cache
+
+from celery.signals import worker_process_init
 
 from shared.celery_app import RECONCILE_TASK, RUN_JOB_TASK, make_celery
 from shared.config import get_settings
@@ -25,6 +28,18 @@ celery = make_celery(get_settings())
 def services() -> Services:
     """Return this process's services, created on first use (after any fork)."""
     return build_services(get_settings())
+
+
+@worker_process_init.connect
+def _warm_models(**_: object) -> None:
+    """Load AIGC_WARM_MODELS in the background, so the child reports ready within Celery's 4 s."""
+    refs = get_settings().warm_models
+    if refs:
+        from worker.model_cache import model_cache
+
+        threading.Thread(
+            target=lambda: model_cache(services()).warm(refs), name="warm-models", daemon=True
+        ).start()
 
 
 @celery.task(name=RUN_JOB_TASK, ignore_result=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 import uuid
@@ -43,6 +44,12 @@ class JobContext:
         path = self.services.settings.artifact_dir / "work" / str(self.job.id)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def discard_workdir(self) -> None:
+        """Delete the job's private folder (its checkpoints) once the job has succeeded."""
+        shutil.rmtree(
+            self.services.settings.artifact_dir / "work" / str(self.job.id), ignore_errors=True
+        )
 
     def should_stop(self) -> bool:
         """Return whether the job was canceled or its lease lost (polls the row at most 1/s)."""

@@ -52,7 +52,10 @@ def execute(job_id: uuid.UUID, services: Services) -> Outcome:
             return _record_failure(ctx, exc)
     if ctx.should_stop():
         return _record_stop(ctx)
-    return _ended(services.store.succeed(job_id, token, result), Outcome.SUCCEEDED)
+    outcome = _ended(services.store.succeed(job_id, token, result), Outcome.SUCCEEDED)
+    if outcome is Outcome.SUCCEEDED:
+        ctx.discard_workdir()
+    return outcome
 
 
 def _call_handler(ctx: JobContext) -> dict[str, Any]:

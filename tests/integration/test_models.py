@@ -1,0 +1,160 @@
+"""The model jobs through the real worker: train tiny models, then generate with them."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import Stack
+from tests.support import wait_for
+
+# Each test runs on the Keras backend the worker inherits from KERAS_BACKEND.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.ml,
+    pytest.mark.parametrize("stack", ["postgres"], indirect=True),
+]
+
+TINY_TEXT = {"preset": "tiny", "epochs": 1, "max_chars": 20_000, "seq_len": 16, "batch_size": 32}
+TINY_IMAGE = {"preset": "tiny", "epochs": 1, "image_size": 16, "max_images": 64, "batch_size": 32}
+TRAIN_TIMEOUT_S = 240
+
+
+def _train(stack: Stack, kind: str, name: str, params: dict) -> dict:
+    job = stack.api.submit(f"{kind}.train", params, model=name)
+    done = stack.api.wait(job["id"], timeout_s=TRAIN_TIMEOUT_S)
+    assert done["status"] == "succeeded", done
+    return done
+
+
+@pytest.fixture(scope="module")
+def text_model(stack: Stack) -> str:
+    return _train(stack, "text", "tiny-text", TINY_TEXT)["result"]["model"]
+
+
+@pytest.fixture(scope="module")
+def image_model(stack: Stack) -> str:
+    return _train(stack, "image", "tiny-image", TINY_IMAGE)["result"]["model"]
+
+
+def _generate_text(stack: Stack, model: str, seed: int) -> dict:
+    params = {"prompt": "The ", "max_tokens": 40, "temperature": 1.0, "seed": seed}
+    job = stack.api.wait(stack.api.submit("text.generate", params, model=model)["id"], 120)
+    assert job["status"] == "succeeded", job
+    return job["result"]
+
+
+def test_text_model_trains_registers_and_generates(stack: Stack, text_model: str) -> None:
+    assert text_model == "tiny-text:1"
+    model = stack.api.get("/v1/models/tiny-text").json()
+    assert model["kind"] == "text" and model["latest_version"] == 1
+    metrics = model["versions"][0]["metrics"]
+    assert metrics["bits_per_char"] > 0 and metrics["val_loss"] > 0
+    first = _generate_text(stack, "tiny-text", seed=7)
+    assert first["completion_tokens"] == 40 and first["prompt_tokens"] == 4
+    assert len(first["text"]) == 40
+    assert first["model"] == "tiny-text:1"
+    assert _generate_text(stack, "tiny-text:1", seed=7)["text"] == first["text"]
+    others = {_generate_text(stack, "tiny-text", seed=s)["text"] for s in (1, 2, 3)}
+    assert len(others | {first["text"]}) > 1
+
+
+def test_generation_requests_are_validated_against_the_registry(
+    stack: Stack, text_model: str, image_model: str
+) -> None:
+    def problem(body: dict) -> dict:
+        resp = stack.api.post("/v1/jobs", json=body)
+        assert resp.status_code in (409, 422), resp.text
+        return resp.json() | {"status": resp.status_code}
+
+    unknown = problem({"type": "text.generate", "model": "nope", "params": {"prompt": "x"}})
+    assert unknown["status"] == 422 and unknown["errors"][0]["field"] == "model"
+    wrong_kind = problem({"type": "image.generate", "model": "tiny-text", "params": {}})
+    assert wrong_kind["errors"][0]["field"] == "model"
+    missing = problem({"type": "text.generate", "model": "tiny-text:99", "params": {"prompt": "x"}})
+    assert missing["errors"][0]["field"] == "model"
+    bad_name = problem({"type": "text.train", "model": "../etc", "params": {}})
+    assert bad_name["errors"][0]["field"] == "model"
+    pending = stack.api.submit("text.train", TINY_TEXT, model="pending-text")
+    not_ready = problem(
+        {"type": "text.generate", "model": "pending-text", "params": {"prompt": "x"}}
+    )
+    assert not_ready["status"] == 409 and not_ready["code"] == "model_not_ready"
+    stack.api.post(f"/v1/jobs/{pending['id']}/cancel")
+
+
+def test_a_prompt_without_tokens_is_rejected(stack: Stack) -> None:
+    params = dict(TINY_TEXT, tokenizer="word", vocab_size=200)
+    _train(stack, "text", "tiny-words", params)
+    resp = stack.api.post(
+        "/v1/jobs",
+        json={"type": "text.generate", "model": "tiny-words", "params": {"prompt": " \n\t "}},
+    )
+    assert resp.status_code == 422
+    assert resp.json()["errors"][0]["field"] == "params.prompt"
+
+
+def test_image_model_generates_pngs_deterministically(stack: Stack, image_model: str) -> None:
+    def run(seed: int) -> dict:
+        job = stack.api.submit("image.generate", {"n": 3, "seed": seed}, model=image_model)
+        done = stack.api.wait(job["id"], 120)
+        assert done["status"] == "succeeded", done
+        return done["result"]
+
+    first = run(5)
+    assert len(first["images"]) == 3
+    for image in first["images"]:
+        resp = stack.api.get(image["url"])
+        assert resp.status_code == 200 and resp.headers["Content-Type"] == "image/png"
+        assert len(resp.content) == image["size"]
+        assert np.asarray(Image.open(io.BytesIO(resp.content))).shape == (16, 16)
+    assert [i["sha256"] for i in run(5)["images"]] == [i["sha256"] for i in first["images"]]
+    assert [i["sha256"] for i in run(6)["images"]] != [i["sha256"] for i in first["images"]]
+    trained = stack.api.get("/v1/models/tiny-image").json()["versions"][0]
+    assert set(trained["metrics"]) >= {"d_loss", "g_loss"}
+
+
+def test_image_training_reports_losses_and_a_sample_grid(stack: Stack) -> None:
+    job = _train(stack, "image", "tiny-image-grid", dict(TINY_IMAGE, epochs=2))
+    progress = job["progress"]
+    assert progress["epoch"] == 2 and progress["d_loss"] is not None
+    grid = stack.api.get(progress["grid"]["url"])
+    assert grid.status_code == 200
+    assert Image.open(io.BytesIO(grid.content)).size == (64, 64)  # 4 x 4 samples of 16 px
+
+
+def test_cancel_during_training(stack: Stack) -> None:
+    params = dict(TINY_TEXT, epochs=200, max_chars=200_000)
+    job = stack.api.submit("text.train", params, model="canceled-text")
+    wait_for(
+        lambda: (stack.api.job(job["id"])["progress"] or {}).get("step") is not None,
+        120,
+        what="training to start",
+    )
+    assert stack.api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
+    done = stack.api.wait(job["id"], timeout_s=60)
+    assert done["status"] == "canceled"
+    assert stack.api.get("/v1/models/canceled-text").status_code == 404
+
+
+def test_training_resumes_from_its_checkpoint_after_sigkill(stack: Stack) -> None:
+    params = dict(TINY_TEXT, epochs=4, max_chars=60_000)
+    job = stack.api.submit("text.train", params, model="resumed-text")
+
+    def after_first_epoch() -> int | None:
+        current = stack.api.job(job["id"])
+        progress = current["progress"] or {}
+        return progress.get("val_loss") is not None and progress.get("pid")
+
+    pid = wait_for(after_first_epoch, TRAIN_TIMEOUT_S, 0.05, "the first epoch's checkpoint")
+    os.kill(pid, signal.SIGKILL)
+    done = stack.api.wait(job["id"], timeout_s=TRAIN_TIMEOUT_S)
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 2
+    assert done["result"]["resumed_from_epoch"] >= 1
+    assert stack.api.get("/v1/models/resumed-text").json()["latest_version"] == 1

@@ -1,0 +1,1 @@
+"""Job handlers: ``handler(ctx, params) -> result``; model code is imported inside them."""

@@ -1,0 +1,193 @@
+"""``text.generate`` and ``text.train``: the LSTM language model as jobs."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, replace
+from typing import Any
+
+import numpy as np
+
+from shared.errors import InputError, JobCanceled
+from shared.params import TextGenerateParams, TextTrainParams
+from shared.tokenizers import Tokenizer
+from worker.context import JobContext
+from worker.handlers import common
+from worker.model_cache import model_cache
+
+DECODE_CHUNK_STEPS = 64  # steps per compiled call; cancel is checked between calls
+PROGRESS_INTERVAL_S = 1.0
+
+
+def generate(ctx: JobContext, params: TextGenerateParams) -> dict[str, Any]:
+    """Continue a prompt with stateful decoding, checking for cancel between chunks."""
+    loaded = model_cache(ctx.services).get(ctx.job.model, "text")
+    ids = loaded.tokenizer.encode(params.prompt)
+    if not ids:
+        raise InputError("the prompt has no tokens for this model", field="params.prompt")
+    gen = loaded.generator
+    state = gen.init_state(
+        [ids], [params.max_tokens], [params.temperature], [params.top_k], [params.seed]
+    )
+    while not gen.finished_rows(state):
+        ctx.check()
+        state = gen.decode_chunk(state, DECODE_CHUNK_STEPS)
+        done = int(state.arrays["n_gen"][0])
+        ctx.progress({"completion_tokens": done, "fraction": done / params.max_tokens})
+    out = gen.row_tokens(state, 0)
+    return {
+        "text": loaded.tokenizer.decode(out),
+        "prompt": params.prompt,
+        "prompt_tokens": len(ids),
+        "completion_tokens": len(out),
+        "model": loaded.resolved.ref,
+    }
+
+
+def builtin_corpus() -> str:
+    """Return Python's own documentation text, shipped with CPython."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[k] for k in sorted(topics))
+
+
+def _corpus(ctx: JobContext, params: TextTrainParams) -> str:
+    if params.dataset_id is None:
+        text = builtin_corpus()
+    else:
+        text = common.dataset_path(ctx, params.dataset_id, "text").read_text("utf-8")
+    return text[: params.max_chars]
+
+
+def text_config(params: TextTrainParams) -> Any:
+    """Return the model's hyperparameters: the preset with any overrides from params."""
+    from worker.ml.text import PRESETS
+
+    overrides = {
+        k: getattr(params, k)
+        for k in ("tokenizer", "units", "embedding_dim", "vocab_size", "seq_len")
+        if getattr(params, k) is not None
+    }
+    return replace(PRESETS[params.preset], **overrides)
+
+
+def train(ctx: JobContext, params: TextTrainParams) -> dict[str, Any]:
+    """Train (or resume) a text model, checkpointing every epoch, and register it."""
+    import keras
+
+    from worker.ml import text as tm
+
+    keras.utils.clear_session()
+    corpus = _corpus(ctx, params)
+    model, tokenizer, cfg, start_epoch = _model_for(ctx, params, corpus, tm)
+    x, y, xv, yv = tm.make_windows(
+        np.asarray(tokenizer.encode(corpus)), cfg.seq_len, params.validation_split
+    )
+    if len(x) == 0 or len(xv) == 0:
+        raise InputError(
+            "the text is too short for this seq_len and validation split", field="params.dataset_id"
+        )
+    tm.train_text(
+        model,
+        x,
+        y,
+        xv,
+        yv,
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        initial_epoch=start_epoch,
+        learning_rate=cfg.learning_rate,
+        callbacks=_callbacks(ctx, params, model, cfg, len(x), tokenizer),
+    )
+    if ctx.should_stop():
+        raise JobCanceled("canceled")
+    result = _finish(ctx, model, tokenizer, cfg, tm.bits_per_token(model, xv, yv), params)
+    return {**result, "resumed_from_epoch": start_epoch}
+
+
+def _model_for(ctx: JobContext, params: TextTrainParams, corpus: str, tm: Any) -> tuple:
+    import keras
+
+    from worker.ml.persist import sha256_file
+
+    state = common.read_checkpoint_state(ctx.workdir)
+    if state is not None:
+        path = ctx.workdir / "checkpoint.keras"
+        if sha256_file(path) == state["sha256"]:
+            model = keras.saving.load_model(path)  # safe mode; keeps Adam's state
+            cfg = tm.TextConfig(**state["config"])
+            return model, Tokenizer.from_json(state["tokenizer"]), cfg, state["epoch"]
+    cfg = text_config(params)
+    tokenizer = Tokenizer.fit(cfg.tokenizer, corpus, cfg.vocab_size)
+    cfg = tm.config_for_tokenizer(cfg, tokenizer)
+    model = tm.build_text_model(cfg)
+    tm.compile_text_model(model, cfg.learning_rate)
+    return model, tokenizer, cfg, 0
+
+
+def _callbacks(
+    ctx: JobContext,
+    params: TextTrainParams,
+    model: Any,
+    cfg: Any,
+    n_windows: int,
+    tokenizer: Tokenizer,
+) -> list:
+    from worker.ml.callbacks import CancelCallback, CheckpointCallback, ProgressCallback
+    from worker.ml.persist import save_model
+
+    steps = math.ceil(n_windows / params.batch_size)
+
+    def report(data: dict[str, Any]) -> None:
+        done = data.get("epoch", 0) + (data.get("step", 0) + 1) / steps
+        fraction = min(done / params.epochs, 1)
+        ctx.progress(
+            {**data, "epochs": params.epochs, "fraction": fraction, "pid": os.getpid()},
+            force=bool(data.get("val_loss") is not None),
+        )
+
+    def save(epoch: int) -> None:
+        if ctx.should_stop():
+            return  # a stopped epoch is incomplete: keep the previous checkpoint
+        sha = save_model(model, ctx.workdir / "checkpoint.keras")
+        common.write_checkpoint_state(
+            ctx.workdir,
+            {
+                "epoch": epoch + 1,
+                "sha256": sha,
+                "config": asdict(cfg),
+                "tokenizer": tokenizer.to_json(),
+                "saved_at": time.time(),
+            },
+        )
+
+    progress = ProgressCallback(report, PROGRESS_INTERVAL_S, steps, params.batch_size, cfg.seq_len)
+    checkpoint = CheckpointCallback(save)
+    # The checkpoint is written before the epoch's progress is reported.
+    return [CancelCallback(ctx.should_stop), checkpoint, progress]
+
+
+def _finish(
+    ctx: JobContext,
+    model: Any,
+    tokenizer: Tokenizer,
+    cfg: Any,
+    bits: float,
+    params: TextTrainParams,
+) -> dict[str, Any]:
+    from worker.ml.persist import save_model
+
+    final = ctx.workdir / "final.keras"
+    save_model(model, final)
+    metric = "bits_per_char" if tokenizer.kind == "char" else "bits_per_token"
+    metrics = {
+        "val_loss": common.finite(bits * math.log(2)),
+        metric: common.finite(bits),
+        "epochs": params.epochs,
+        "vocab_size": tokenizer.vocab_size,
+    }
+    config = {"text": asdict(cfg), "tokenizer": tokenizer.to_json()}
+    version = common.register_model(ctx, final, "text", config, metrics)
+    return {"model": version.ref, "metrics": metrics}

@@ -1,0 +1,90 @@
+"""Per-process cache of loaded models, keyed by (name, version), with LRU eviction.
+
+A model is loaded once per worker process and reused by every job; a newly registered version is
+just another key, loaded on first use, so no restart is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from shared.registry import ResolvedModel
+from shared.services import Services
+from shared.tokenizers import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run: the Keras objects and what describes them."""
+
+    resolved: ResolvedModel
+    model: Any  # keras.Model (the generator for image models)
+    generator: Any = None  # TextGenerator for text models
+    tokenizer: Tokenizer | None = None
+
+
+class ModelCache:
+    """Loads registry versions (sha256 checked, safe mode) and keeps the most recent ones."""
+
+    def __init__(self, services: Services, capacity: int) -> None:
+        self.services = services
+        self.capacity = capacity
+        self._models: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self.loads = 0
+
+    def get(self, ref: str, kind: str | None = None) -> LoadedModel:
+        """Return the loaded model a reference names, loading it on first use."""
+        resolved = self.services.registry.resolve(ref, kind)
+        key = (resolved.name, resolved.version)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            loaded = self._load(resolved)
+            self._models[key] = loaded
+            while len(self._models) > self.capacity:
+                evicted, _ = self._models.popitem(last=False)
+                log.info("evicted model %s:%s", *evicted)
+            return loaded
+
+    def _load(self, resolved: ResolvedModel) -> LoadedModel:
+        from worker.ml.persist import load_model_verified
+
+        _, path = self.services.artifacts.get(resolved.artifact_id)
+        model = load_model_verified(path, resolved.sha256)
+        self.loads += 1
+        log.info("loaded model %s (%s)", resolved.ref, resolved.kind)
+        if resolved.kind != "text":
+            return LoadedModel(resolved, model)
+        from worker.ml.decode import TextGenerator
+
+        tokenizer = Tokenizer.from_json(resolved.config["tokenizer"])
+        return LoadedModel(resolved, model, TextGenerator(model, tokenizer), tokenizer)
+
+    def warm(self, refs: list[str]) -> None:
+        """Load the given models now; a model that fails to load is logged and skipped."""
+        for ref in refs:
+            try:
+                self.get(ref)
+            except Exception as exc:
+                log.warning("could not warm model %s: %s", ref, exc)
+
+
+_cache: ModelCache | None = None
+_cache_lock = threading.Lock()
+
+
+def model_cache(services: Services) -> ModelCache:
+    """Return this process's model cache."""
+    global _cache
+    with _cache_lock:
+        if _cache is None:
+            _cache = ModelCache(services, services.settings.model_cache_size)
+        return _cache
