@@ -13,7 +13,7 @@ from shared.services import Services, build_services
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Create the Flask app with its services, blueprints and error handlers."""
-    from api import artifacts, datasets, health, jobs, models, openapi, problems
+    from api import artifacts, batches, datasets, health, jobs, models, openapi, problems
 
     settings = settings or get_settings()
     app = Flask(__name__)
@@ -21,7 +21,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["aigc"] = build_services(settings)
     problems.init_app(app)
-    for module in (jobs, artifacts, datasets, models, health, openapi):
+    for module in (jobs, batches, artifacts, datasets, models, health, openapi):
         app.register_blueprint(module.bp)
     return app
 

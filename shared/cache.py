@@ -34,6 +34,14 @@ class StatusCache:
         except redis.RedisError as exc:
             log.warning("status cache write failed for %s: %s", job_id, exc)
 
+    def forget(self, job_ids: list[str]) -> None:
+        """Drop snapshots after a bulk change, so readers go to the database."""
+        try:
+            for start in range(0, len(job_ids), 1000):
+                self._redis.delete(*[self.key(i) for i in job_ids[start : start + 1000]])
+        except redis.RedisError as exc:
+            log.warning("status cache delete failed: %s", exc)
+
     def get(self, job_id: str) -> dict[str, Any] | None:
         """Return the cached snapshot, or None when absent or Redis is down."""
         try:

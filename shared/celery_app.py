@@ -9,6 +9,7 @@ from shared.config import Settings
 from shared.jobtypes import QUEUES
 
 RUN_JOB_TASK = "aigc.run_job"
+RUN_CHUNK_TASK = "aigc.run_chunk"
 RECONCILE_TASK = "aigc.reconcile"
 
 

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     default_text_model: str = "text-default"
     default_image_model: str = "image-default"
 
+    # Batches and dynamic batching.
+    batch_chunk_size: int = Field(64, ge=1, le=1024, description="Batch items per message.")
+    generate_max_batch: int = Field(64, ge=1, le=8192, description="Rows per forward pass.")
+    generate_max_wait_ms: float = Field(2.0, ge=0, le=1000)
+    decode_chunk_steps: int = Field(16, ge=1, le=1024, description="Steps between joins.")
+    generate_batching: bool = True
+
     # Worker process.
     worker_concurrency: int = Field(1, ge=1, le=64)
     worker_queues: str = "generate,train"

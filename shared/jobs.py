@@ -15,14 +15,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.cache import StatusCache
 from shared.db import utcnow
 from shared.errors import Conflict, InputError, NotFound, StoreUnavailable
-from shared.models import Job
+from shared.models import Batch, Job
 from shared.schemas import JobPublic
 
 
@@ -116,18 +116,62 @@ class JobStore:
             self._snapshot(job)
         return list(jobs)
 
+    def create_batch(self, batch: Batch, rows: list[dict[str, Any]]) -> None:
+        """Insert a batch and all its queued jobs in one transaction (a bulk INSERT)."""
+        try:
+            with self.sessions() as session:
+                session.add(batch)
+                session.flush()
+                session.execute(insert(Job), rows)
+                session.commit()
+        except OperationalError as exc:
+            raise StoreUnavailable("the job store is unavailable") from exc
+
+    def cancel_batch(self, batch_id: uuid.UUID) -> None:
+        """Cancel a batch's queued jobs now and flag its running ones to stop."""
+        now, canceled = utcnow(), error_doc("canceled", "canceled by request")
+        with self.sessions() as session:
+            batch = session.get(Batch, batch_id)
+            if batch is None:
+                raise NotFound("batch not found")
+            batch.cancel_requested = True
+            changed = list(
+                session.scalars(
+                    update(Job)
+                    .where(Job.batch_id == batch_id, Job.status == JobStatus.QUEUED)
+                    .values(
+                        status=JobStatus.CANCELED,
+                        cancel_requested=True,
+                        finished_at=now,
+                        error=canceled,
+                    )
+                    .returning(Job.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+            changed += session.scalars(
+                update(Job)
+                .where(Job.batch_id == batch_id, Job.status == JobStatus.RUNNING)
+                .values(cancel_requested=True)
+                .returning(Job.id)
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+        if self.cache is not None:
+            self.cache.forget([str(i) for i in changed])  # readers fall back to the database
+
     def mark_published(self, job_ids: Sequence[uuid.UUID]) -> None:
         """Record when queued jobs were last handed to the broker."""
-        if not job_ids:
-            return
-        stmt = (
-            update(Job)
-            .where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED)
-            .values(published_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+        now = utcnow()
         with self.sessions() as session:
-            session.execute(stmt)
+            for start in range(0, len(job_ids), 5000):  # stay under bind-parameter limits
+                chunk = job_ids[start : start + 5000]
+                session.execute(
+                    update(Job)
+                    .where(Job.id.in_(chunk), Job.status == JobStatus.QUEUED)
+                    .values(published_at=now)
+                    .execution_options(synchronize_session=False)
+                )
             session.commit()
 
     def get(self, job_id: uuid.UUID) -> Job | None:
@@ -163,8 +207,8 @@ class JobStore:
         return page, next_cursor
 
     # -- transitions a worker makes --------------------------------------------------------
-    def claim(self, job_id: uuid.UUID, token: str, lease_s: float) -> Job | None:
-        """Move a job to ``running`` under a new lease; None if it is not this worker's to run.
+    def claim(self, job_ids: Sequence[uuid.UUID], token: str, lease_s: float) -> list[Job]:
+        """Move jobs to ``running`` under one new lease; return those this worker may run.
 
         A queued job is claimed; so is a running job whose lease expired (its worker died).
         A finished job, a running job under a live lease, or one out of attempts is not.
@@ -174,24 +218,46 @@ class JobStore:
             Job.status == JobStatus.QUEUED,
             and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now),
         )
-        return self._update(
-            job_id,
-            [claimable, Job.cancel_requested.is_(False), Job.attempts < Job.max_attempts],
-            status=JobStatus.RUNNING,
-            attempts=Job.attempts + 1,
-            worker_id=token,
-            started_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_s),
-            error=None,
+        stmt = (
+            update(Job)
+            .where(
+                Job.id.in_(job_ids),
+                claimable,
+                Job.cancel_requested.is_(False),
+                Job.attempts < Job.max_attempts,
+            )
+            .values(
+                status=JobStatus.RUNNING,
+                attempts=Job.attempts + 1,
+                worker_id=token,
+                started_at=now,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                error=None,
+            )
+            .returning(Job)
+            .execution_options(synchronize_session=False)
         )
+        with self._session() as session:
+            jobs = list(session.scalars(stmt))
+            session.commit()
+        for job in jobs:
+            self._snapshot(job)
+        order = {job_id: i for i, job_id in enumerate(job_ids)}
+        return sorted(jobs, key=lambda j: order[j.id])
 
-    def heartbeat(self, job_id: uuid.UUID, token: str, lease_s: float) -> Job | None:
-        """Extend the lease; None when the lease was lost to another claim."""
-        return self._update(
-            job_id,
-            [Job.status == JobStatus.RUNNING, Job.worker_id == token],
-            lease_expires_at=utcnow() + timedelta(seconds=lease_s),
+    def heartbeat(self, token: str, lease_s: float) -> dict[uuid.UUID, bool]:
+        """Extend the lease of every job a claim still owns; map each to its cancel flag."""
+        stmt = (
+            update(Job)
+            .where(Job.status == JobStatus.RUNNING, Job.worker_id == token)
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+            .returning(Job.id, Job.cancel_requested)
+            .execution_options(synchronize_session=False)
         )
+        with self._session() as session:
+            owned = {job_id: bool(flag) for job_id, flag in session.execute(stmt)}
+            session.commit()
+        return owned
 
     def set_progress(self, job_id: uuid.UUID, token: str, progress: dict[str, Any]) -> Job | None:
         """Record progress of a running job; None when the lease was lost."""

@@ -43,6 +43,8 @@ class Job(Base):
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     batch_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    batch_index: Mapped[int | None] = mapped_column(Integer)  # submit order within its batch
+    custom_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -55,7 +57,7 @@ class Job(Base):
         # Keyset pagination, newest first, optionally filtered.
         Index("ix_jobs_created_id", "created_at", "id"),
         Index("ix_jobs_status_created", "status", "created_at"),
-        Index("ix_jobs_batch", "batch_id"),
+        Index("ix_jobs_batch", "batch_id", "batch_index"),
     )
 
 
@@ -120,3 +122,17 @@ class Dataset(Base):
     items: Mapped[int] = mapped_column(BigInteger)  # characters or images
     meta: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Batch(Base):
+    """A bulk submission; its items are jobs, and its status is derived from theirs."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    type: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(128))
+    item_count: Mapped[int] = mapped_column(Integer)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -54,6 +54,7 @@ class TextTrainParams(TrainParams):
     embedding_dim: int | None = Field(None, ge=1, le=2048)
     vocab_size: int | None = Field(None, ge=4, le=50_000)
     seq_len: int | None = Field(None, ge=4, le=512)
+    batch_size: int | None = Field(None, ge=1, le=4096, description="Default: the preset's.")
     max_chars: int = Field(2_000_000, ge=1_000, le=50_000_000)
 
 

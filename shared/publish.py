@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from celery import Celery
 
 from shared import jobtypes
-from shared.celery_app import RUN_JOB_TASK
+from shared.celery_app import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.config import Settings
 from shared.jobs import JobStore
 from shared.models import Job
@@ -26,35 +27,51 @@ class Publisher:
         self.settings = settings
 
     def publish(self, jobs: Sequence[Job]) -> int:
-        """Publish jobs that are already committed; return how many reached the broker.
+        """Publish one message per committed job; return how many reached the broker.
 
         A failure is logged, not raised: the job row is safe and the reconciler re-publishes it.
         """
+        messages = [(RUN_JOB_TASK, str(j.id), jobtypes.get(j.type).queue, [j.id]) for j in jobs]
+        return self._send_all(messages)
+
+    def publish_chunks(self, job_ids: Sequence[uuid.UUID], queue: str) -> int:
+        """Publish committed jobs as chunk messages of up to ``batch_chunk_size`` ids each."""
+        size = self.settings.batch_chunk_size
+        chunks = [list(job_ids[i : i + size]) for i in range(0, len(job_ids), size)]
+        messages = [(RUN_CHUNK_TASK, [str(i) for i in c], queue, c) for c in chunks]
+        return self._send_all(messages)
+
+    def _send_all(self, messages: list[tuple[str, Any, str, list[uuid.UUID]]]) -> int:
         sent: list[uuid.UUID] = []
         try:
             with self.celery.producer_or_acquire() as producer:
-                for job in jobs:
-                    self._send(job, producer)
-                    sent.append(job.id)
+                for task, arg, queue, ids in messages:
+                    hard = self._time_limit(queue)
+                    self.celery.send_task(
+                        task,
+                        args=[arg],
+                        queue=queue,
+                        producer=producer,
+                        soft_time_limit=hard - 5,
+                        time_limit=hard,
+                    )
+                    sent += ids
         except Exception as exc:
-            log.warning("publish failed after %d of %d jobs: %s", len(sent), len(jobs), exc)
+            log.warning("publish failed after %d jobs: %s", len(sent), exc)
         try:
             self.store.mark_published(sent)
         except Exception as exc:
             log.warning("could not record publish time: %s", exc)
         return len(sent)
 
-    def _send(self, job: Job, producer: object) -> None:
-        job_type = jobtypes.get(job.type)
-        hard = self._time_limit(job_type.queue)
-        self.celery.send_task(
-            RUN_JOB_TASK,
-            args=[str(job.id)],
-            queue=job_type.queue,
-            soft_time_limit=hard - 5,
-            time_limit=hard,
-            producer=producer,
-        )
+    def queue_depth(self, queue: str) -> int | None:
+        """Return how many messages wait in a queue, or None if the broker cannot say."""
+        try:
+            with self.celery.connection_for_read() as conn:
+                return int(conn.default_channel.queue_declare(queue, passive=True).message_count)
+        except Exception as exc:
+            log.debug("queue depth of %s unknown: %s", queue, exc)
+            return None
 
     def _time_limit(self, queue: str) -> int:
         if queue == "train":

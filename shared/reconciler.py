@@ -6,6 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from shared import jobtypes
 from shared.jobs import JobStatus, JobStore
 from shared.publish import Publisher
 
@@ -40,11 +41,27 @@ def reconcile_once(
         else:
             report.canceled += 1
     publisher.publish(requeued)
-    stale = store.stale_queued(republish_after_s)
-    report.republished = publisher.publish(stale)
+    report.republished = _republish_stale(store, publisher, republish_after_s)
     if report != ReconcileReport():
         log.info("reconciled: %s", report)
     return report
+
+
+def _republish_stale(store: JobStore, publisher: Publisher, older_than_s: float) -> int:
+    # A non-empty queue may still hold these jobs' messages (a big batch drains for minutes):
+    # re-publishing them would flood it with duplicates. An empty queue means they were lost.
+    by_queue: dict[str, list] = {}
+    for job in store.stale_queued(older_than_s):
+        by_queue.setdefault(jobtypes.get(job.type).queue, []).append(job)
+    sent = 0
+    for queue, jobs in by_queue.items():
+        if publisher.queue_depth(queue):
+            continue
+        if queue == "generate":
+            sent += publisher.publish_chunks([j.id for j in jobs], queue)
+        else:
+            sent += publisher.publish(jobs)
+    return sent
 
 
 def run_forever(

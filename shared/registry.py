@@ -208,12 +208,18 @@ def submission_check(registry: ModelRegistry) -> Any:
     """Return the check ``shared.submit.build_job`` applies to a job's model field."""
     from shared.tokenizers import Tokenizer
 
+    # Resolved once per check function, so a batch of 50,000 items queries the registry once.
+    memo: dict[tuple[str, str | None], tuple[ResolvedModel, Tokenizer | None]] = {}
+
     def check(job_type: Any, model: str, params: dict[str, Any]) -> str:
         if job_type.model == "target":
             return registry.check_target(model, job_type.model_kind)
-        resolved = registry.resolve(model, job_type.model_kind)
-        tokenizer_json = resolved.config.get("tokenizer")
-        tokenizer = Tokenizer.from_json(tokenizer_json) if tokenizer_json else None
+        key = (model, job_type.model_kind)
+        if key not in memo:
+            resolved = registry.resolve(model, job_type.model_kind)
+            tokenizer_json = resolved.config.get("tokenizer")
+            memo[key] = (resolved, Tokenizer.from_json(tokenizer_json) if tokenizer_json else None)
+        resolved, tokenizer = memo[key]
         if "prompt" in params and tokenizer and not tokenizer.encode(params["prompt"]):
             raise InputError(
                 "the prompt has no tokens for this model's tokenizer", field="params.prompt"

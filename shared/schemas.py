@@ -53,6 +53,7 @@ class JobPublic(BaseModel):
     max_attempts: int
     priority: int
     batch_id: uuid.UUID | None = None
+    custom_id: str | None = None
     cancel_requested: bool
     created_at: datetime
     started_at: datetime | None = None

@@ -47,14 +47,8 @@ def build_job(
 ) -> Job:
     """Validate one job request completely and return an unsaved job row."""
     job_type = jobtypes.get(body.type)
-    params = parse_model(job_type.params, body.params, "params")
-    data = params.model_dump(mode="json")
-    if "seed" in data and data["seed"] is None:
-        # A stored seed makes every job reproducible, even when the client gave none.
-        data["seed"] = secrets.randbelow(2**31)
-    if len(json.dumps(data)) > max_params_bytes:
-        raise InputError(f"params exceed {max_params_bytes} bytes", field="params")
-    model = _check_model_field(job_type, body.model, data, check_model)
+    data = validate_params(job_type, body.params, max_params_bytes)
+    model = check_model_field(job_type, body.model, data, check_model)
     return Job(
         type=job_type.name,
         model=model,
@@ -64,7 +58,20 @@ def build_job(
     )
 
 
-def _check_model_field(
+def validate_params(
+    job_type: jobtypes.JobType, params: Any, max_params_bytes: int, prefix: str = "params"
+) -> dict[str, Any]:
+    """Validate a job's params against its type's schema and return them as stored."""
+    data = parse_model(job_type.params, params, prefix).model_dump(mode="json")
+    if "seed" in data and data["seed"] is None:
+        # A stored seed makes every job reproducible, even when the client gave none.
+        data["seed"] = secrets.randbelow(2**31)
+    if len(json.dumps(data)) > max_params_bytes:
+        raise InputError(f"params exceed {max_params_bytes} bytes", field=prefix)
+    return data
+
+
+def check_model_field(
     job_type: jobtypes.JobType,
     model: str | None,
     params: dict[str, Any],

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from celery.signals import worker_process_init
 
-from shared.celery_app import RECONCILE_TASK, RUN_JOB_TASK, make_celery
+from shared.celery_app import RECONCILE_TASK, RUN_CHUNK_TASK, RUN_JOB_TASK, make_celery
 from shared.config import get_settings
 from shared.reconciler import reconcile_once
 from shared.services import Services, build_services
@@ -45,12 +45,25 @@ def _warm_models(**_: object) -> None:
 @celery.task(name=RUN_JOB_TASK, ignore_result=True)
 def run_job(job_id: str) -> str:
     """Run the job named by the message; the message carries nothing but its id."""
-    try:
-        parsed = uuid.UUID(job_id)
-    except (ValueError, TypeError):
-        log.error("dropping a message with a malformed job id: %r", job_id)
-        return "dropped"
-    return execute(parsed, services()).value
+    outcomes = execute(_parse_ids([job_id]), services())
+    return outcomes[0].value if outcomes else "dropped"
+
+
+@celery.task(name=RUN_CHUNK_TASK, ignore_result=True)
+def run_chunk(job_ids: list[str]) -> dict[str, int]:
+    """Run the jobs of one chunk together (batch items); the message carries only their ids."""
+    outcomes = execute(_parse_ids(job_ids), services())
+    return {o.value: outcomes.count(o) for o in set(outcomes)}
+
+
+def _parse_ids(raw: list[str]) -> list[uuid.UUID]:
+    ids = []
+    for value in raw if isinstance(raw, list) else []:
+        try:
+            ids.append(uuid.UUID(value))
+        except (ValueError, TypeError, AttributeError):
+            log.error("dropping a malformed job id: %r", value)
+    return ids
 
 
 @celery.task(name=RECONCILE_TASK, ignore_result=True)

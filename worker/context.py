@@ -7,6 +7,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,10 @@ class JobContext:
         self.job = job
         self.token = token
         self.services = services
+        self.finished = False
         self._cancel = threading.Event()
         self._lost = threading.Event()
-        self._last_poll = 0.0
+        self._last_poll = time.monotonic()
         self._last_progress = 0.0
 
     @property
@@ -61,6 +63,10 @@ class JobContext:
                 self._cancel.set()
         return self._cancel.is_set() or self._lost.is_set()
 
+    def stop_flag(self) -> bool:
+        """Return whether the job must stop, from what is known already (no database read)."""
+        return self._cancel.is_set() or self._lost.is_set()
+
     def check(self) -> None:
         """Raise JobCanceled or LeaseLost when the job must stop now."""
         if self.should_stop():
@@ -87,14 +93,13 @@ class JobContext:
             "url": artifact_url(row.id),
         }
 
-    # -- lease -----------------------------------------------------------------------------
-    def renew_lease(self) -> None:
-        """Extend the lease once; marks the context lost if another claim took the job."""
-        job = self.services.store.heartbeat(self.job.id, self.token, self.services.settings.lease_s)
-        if job is None:
+    def observe_lease(self, owned: dict[uuid.UUID, bool]) -> None:
+        """Apply a heartbeat's answer: the job's cancel flag, or the loss of its lease."""
+        if self.job.id in owned:
+            if owned[self.job.id]:
+                self._cancel.set()
+        elif not self.finished:
             self._lost.set()
-        elif job.cancel_requested:
-            self._cancel.set()
 
     @property
     def lease_lost(self) -> bool:
@@ -103,10 +108,10 @@ class JobContext:
 
 
 class Heartbeat:
-    """A daemon thread that renews the lease while the handler runs."""
+    """A daemon thread that renews the lease of every job of one claim while they run."""
 
-    def __init__(self, ctx: JobContext, interval_s: float) -> None:
-        self._ctx = ctx
+    def __init__(self, contexts: Sequence[JobContext], interval_s: float) -> None:
+        self._contexts = contexts
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="aigc-heartbeat", daemon=True)
@@ -120,10 +125,13 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        ctx = self._contexts[0]
+        lease_s = ctx.services.settings.lease_s
         while not self._stop.wait(self._interval_s):
             try:
-                self._ctx.renew_lease()
-            except Exception as exc:  # a DB blip must not kill the job; the lease has slack
-                log.warning("heartbeat failed for %s: %s", self._ctx.job_id, exc)
-            if self._ctx.lease_lost:
-                return
+                owned = ctx.services.store.heartbeat(ctx.token, lease_s)
+            except Exception as exc:  # a DB blip must not kill the jobs; the lease has slack
+                log.warning("heartbeat failed for claim %s: %s", ctx.token, exc)
+                continue
+            for each in self._contexts:
+                each.observe_lease(owned)

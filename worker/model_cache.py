@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from shared.config import Settings
 from shared.registry import ResolvedModel
 from shared.services import Services
 from shared.tokenizers import Tokenizer
@@ -27,6 +28,31 @@ class LoadedModel:
     model: Any  # keras.Model (the generator for image models)
     generator: Any = None  # TextGenerator for text models
     tokenizer: Tokenizer | None = None
+    scheduler: Any = None  # the model-owner thread, started on first batched use
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def batcher(self, settings: Settings) -> Any:
+        """Return the model's dynamic-batching scheduler, starting it on first use."""
+        from worker.scheduler import ImageScheduler, TextScheduler
+
+        with self._lock:
+            if self.scheduler is None:
+                if self.generator is not None:
+                    self.scheduler = TextScheduler(
+                        self.generator, settings.generate_max_batch, settings.decode_chunk_steps
+                    )
+                else:
+                    self.scheduler = ImageScheduler(
+                        self.model,
+                        settings.generate_max_batch,
+                        settings.generate_max_wait_ms / 1000,
+                    )
+            return self.scheduler
+
+    def close(self) -> None:
+        """Stop the scheduler thread (after eviction)."""
+        if self.scheduler is not None:
+            self.scheduler.close()
 
 
 class ModelCache:
@@ -50,7 +76,8 @@ class ModelCache:
             loaded = self._load(resolved)
             self._models[key] = loaded
             while len(self._models) > self.capacity:
-                evicted, _ = self._models.popitem(last=False)
+                evicted, old = self._models.popitem(last=False)
+                old.close()
                 log.info("evicted model %s:%s", *evicted)
             return loaded
 

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import Any
 
@@ -37,25 +38,43 @@ def claim_token() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def execute(job_id: uuid.UUID, services: Services) -> Outcome:
-    """Run the job once if it can be claimed; every state change goes through the job store."""
+def execute(job_ids: list[uuid.UUID], services: Services) -> list[Outcome]:
+    """Claim the jobs, run each under one shared lease, and record how each ended.
+
+    Jobs of one message run concurrently, so a chunk of generation jobs reaches the model's
+    scheduler together and is batched; every state change goes through the job store.
+    """
     token = claim_token()
-    job = services.store.claim(job_id, token, services.settings.lease_s)
-    if job is None:
-        log.info("job %s not claimable; message dropped", job_id)
-        return Outcome.DROPPED
-    ctx = JobContext(job, token, services)
-    with Heartbeat(ctx, services.settings.heartbeat_s):
+    jobs = services.store.claim(job_ids, token, services.settings.lease_s)
+    dropped = [Outcome.DROPPED] * (len(job_ids) - len(jobs))
+    if dropped:
+        log.info("%d of %d jobs not claimable; messages dropped", len(dropped), len(job_ids))
+    if not jobs:
+        return dropped
+    contexts = [JobContext(job, token, services) for job in jobs]
+    with Heartbeat(contexts, services.settings.heartbeat_s):
+        if len(contexts) == 1:
+            return [run_claimed(contexts[0]), *dropped]
+        with ThreadPoolExecutor(len(contexts), thread_name_prefix="aigc-job") as pool:
+            return [*pool.map(run_claimed, contexts), *dropped]
+
+
+def run_claimed(ctx: JobContext) -> Outcome:
+    """Run one claimed job's handler and record its outcome."""
+    try:
         try:
             result = _call_handler(ctx)
         except BaseException as exc:
             return _record_failure(ctx, exc)
-    if ctx.should_stop():
-        return _record_stop(ctx)
-    outcome = _ended(services.store.succeed(job_id, token, result), Outcome.SUCCEEDED)
-    if outcome is Outcome.SUCCEEDED:
-        ctx.discard_workdir()
-    return outcome
+        if ctx.should_stop():
+            return _record_stop(ctx)
+        job = ctx.services.store.succeed(ctx.job_id, ctx.token, result)
+        outcome = _ended(job, Outcome.SUCCEEDED)
+        if outcome is Outcome.SUCCEEDED:
+            ctx.discard_workdir()
+        return outcome
+    finally:
+        ctx.finished = True
 
 
 def _call_handler(ctx: JobContext) -> dict[str, Any]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from shared.registry import ResolvedModel
 from worker.context import JobContext
 
 STATE_FILE = "state.json"
+WAIT_POLL_S = 0.5
 
 
 def read_checkpoint_state(workdir: Path) -> dict[str, Any] | None:
@@ -60,3 +64,13 @@ def register_model(
 def finite(value: float) -> float | None:
     """Return value, or None for NaN/inf (JSON has no NaN)."""
     return value if value == value and abs(value) != float("inf") else None
+
+
+def wait_for_future(ctx: JobContext, future: Future, progress: Callable[[], dict[str, Any]]) -> Any:
+    """Wait for a scheduler's answer, polling for cancel and writing progress meanwhile."""
+    while True:
+        try:
+            return future.result(timeout=WAIT_POLL_S)
+        except FutureTimeout:
+            ctx.should_stop()  # reads the cancel flag; the scheduler sees it at its next chunk
+            ctx.progress(progress())

@@ -23,7 +23,13 @@ def generate(ctx: JobContext, params: ImageGenerateParams) -> dict[str, Any]:
     from worker.ml.image import encode_png, generate_images
 
     loaded = model_cache(ctx.services).get(ctx.job.model, "image")
-    images = generate_images(loaded.model, params.n, params.seed)
+    if ctx.services.settings.generate_batching:
+        from worker.scheduler import ImageRequest
+
+        future = loaded.batcher(ctx.services.settings).submit(ImageRequest(params.n, params.seed))
+        images = common.wait_for_future(ctx, future, lambda: {"fraction": 0.0})
+    else:
+        images = generate_images(loaded.model, params.n, params.seed)
     ctx.check()
     stored = [ctx.save_artifact("image", "image/png", encode_png(img), ".png") for img in images]
     height, width, channels = images.shape[1:]

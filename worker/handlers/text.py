@@ -22,12 +22,48 @@ PROGRESS_INTERVAL_S = 1.0
 
 
 def generate(ctx: JobContext, params: TextGenerateParams) -> dict[str, Any]:
-    """Continue a prompt with stateful decoding, checking for cancel between chunks."""
+    """Continue a prompt with stateful decoding: batched with other jobs, or alone."""
     loaded = model_cache(ctx.services).get(ctx.job.model, "text")
     ids = loaded.tokenizer.encode(params.prompt)
     if not ids:
         raise InputError("the prompt has no tokens for this model", field="params.prompt")
-    gen = loaded.generator
+    if ctx.services.settings.generate_batching:
+        out = _generate_batched(ctx, loaded, ids, params)
+    else:
+        out = _generate_alone(ctx, loaded.generator, ids, params)
+    return {
+        "text": loaded.tokenizer.decode(out),
+        "prompt": params.prompt,
+        "prompt_tokens": len(ids),
+        "completion_tokens": len(out),
+        "model": loaded.resolved.ref,
+    }
+
+
+def _generate_batched(
+    ctx: JobContext, loaded: Any, ids: list[int], params: TextGenerateParams
+) -> list[int]:
+    from worker.scheduler import TextRequest
+
+    done = [0]
+    request = TextRequest(
+        ids,
+        params.max_tokens,
+        params.temperature,
+        params.top_k,
+        params.seed,
+        should_stop=ctx.stop_flag,
+        on_progress=lambda n: done.__setitem__(0, n),
+    )
+    future = loaded.batcher(ctx.services.settings).submit(request)
+    return common.wait_for_future(
+        ctx, future, lambda: {"completion_tokens": done[0], "fraction": done[0] / params.max_tokens}
+    )
+
+
+def _generate_alone(
+    ctx: JobContext, gen: Any, ids: list[int], params: TextGenerateParams
+) -> list[int]:
     state = gen.init_state(
         [ids], [params.max_tokens], [params.temperature], [params.top_k], [params.seed]
     )
@@ -36,14 +72,7 @@ def generate(ctx: JobContext, params: TextGenerateParams) -> dict[str, Any]:
         state = gen.decode_chunk(state, DECODE_CHUNK_STEPS)
         done = int(state.arrays["n_gen"][0])
         ctx.progress({"completion_tokens": done, "fraction": done / params.max_tokens})
-    out = gen.row_tokens(state, 0)
-    return {
-        "text": loaded.tokenizer.decode(out),
-        "prompt": params.prompt,
-        "prompt_tokens": len(ids),
-        "completion_tokens": len(out),
-        "model": loaded.resolved.ref,
-    }
+    return gen.row_tokens(state, 0)
 
 
 def builtin_corpus() -> str:
@@ -67,7 +96,7 @@ def text_config(params: TextTrainParams) -> Any:
 
     overrides = {
         k: getattr(params, k)
-        for k in ("tokenizer", "units", "embedding_dim", "vocab_size", "seq_len")
+        for k in ("tokenizer", "units", "embedding_dim", "vocab_size", "seq_len", "batch_size")
         if getattr(params, k) is not None
     }
     return replace(PRESETS[params.preset], **overrides)
@@ -96,7 +125,7 @@ def train(ctx: JobContext, params: TextTrainParams) -> dict[str, Any]:
         xv,
         yv,
         epochs=params.epochs,
-        batch_size=params.batch_size,
+        batch_size=cfg.batch_size,
         initial_epoch=start_epoch,
         learning_rate=cfg.learning_rate,
         callbacks=_callbacks(ctx, params, model, cfg, len(x), tokenizer),
@@ -138,10 +167,10 @@ def _callbacks(
     from worker.ml.callbacks import CancelCallback, CheckpointCallback, ProgressCallback
     from worker.ml.persist import save_model
 
-    steps = math.ceil(n_windows / params.batch_size)
+    steps = math.ceil(n_windows / cfg.batch_size)
 
     def report(data: dict[str, Any]) -> None:
-        done = data.get("epoch", 0) + (data.get("step", 0) + 1) / steps
+        done = data.get("epoch", 0) + data.get("step", 0) / steps  # step counts from 1
         fraction = min(done / params.epochs, 1)
         ctx.progress(
             {**data, "epochs": params.epochs, "fraction": fraction, "pid": os.getpid()},
@@ -163,7 +192,7 @@ def _callbacks(
             },
         )
 
-    progress = ProgressCallback(report, PROGRESS_INTERVAL_S, steps, params.batch_size, cfg.seq_len)
+    progress = ProgressCallback(report, PROGRESS_INTERVAL_S, steps, cfg.batch_size, cfg.seq_len)
     checkpoint = CheckpointCallback(save)
     # The checkpoint is written before the epoch's progress is reported.
     return [CancelCallback(ctx.should_stop), checkpoint, progress]

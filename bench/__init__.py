@@ -1,0 +1,1 @@
+"""Benchmarks and quality reports; run from the repository root (`python -m bench…`)."""

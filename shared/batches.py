@@ -1,0 +1,185 @@
+"""Bulk batches: validate every item first, insert all rows at once, publish ids in chunks."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pydantic import Field
+from sqlalchemy import func, select
+
+from shared import jobtypes
+from shared.db import utcnow
+from shared.errors import FieldErrors, InputError, NotFound, PayloadTooLarge
+from shared.jobs import TERMINAL, JobStatus
+from shared.models import Batch, Job
+from shared.schemas import Strict
+from shared.services import Services
+from shared.submit import ModelCheck, check_model_field, parse_model, validate_params
+
+MAX_ITEMS = 50_000
+MAX_BYTES = 200 * 1024 * 1024
+
+
+class BatchItem(Strict):
+    """One item of a batch: the client's id for it and the job's params."""
+
+    custom_id: str = Field(min_length=1, max_length=200)
+    params: dict[str, Any]
+
+
+class BatchCreate(Strict):
+    """Body of ``POST /v1/batches`` (JSON form; JSONL uploads carry the items one per line)."""
+
+    type: str = Field(min_length=1, max_length=64)
+    model: str | None = Field(None, max_length=128)
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+def parse_jsonl(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """Yield the items of a JSONL upload, one JSON object per non-empty line."""
+    index = 0
+    for raw in lines:
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError("line is not valid JSON", field=f"items[{index}]") from None
+        if not isinstance(item, dict):
+            raise InputError("each line must be a JSON object", field=f"items[{index}]")
+        index += 1
+        yield item
+
+
+def build_rows(
+    batch: Batch,
+    items: Iterable[dict[str, Any]],
+    *,
+    max_params_bytes: int,
+    max_attempts: int,
+    check_model: ModelCheck | None,
+) -> list[dict[str, Any]]:
+    """Validate every item and return the job rows to insert; one bad item rejects them all."""
+    job_type = jobtypes.get(batch.type)
+    if job_type.queue != "generate":
+        raise InputError("batches take generation job types only", field="type")
+    batch.id = batch.id or uuid.uuid4()  # the rows need it before the batch is flushed
+    now, seen, rows = utcnow(), set(), []
+    for index, raw in enumerate(items):
+        if index >= MAX_ITEMS:
+            raise PayloadTooLarge(f"a batch holds at most {MAX_ITEMS} items", field="items")
+        prefix = f"items[{index}]"
+        item = parse_model(BatchItem, raw, prefix)
+        if item.custom_id in seen:
+            raise InputError(
+                f"custom_id {item.custom_id!r} is repeated", field=f"{prefix}.custom_id"
+            )
+        seen.add(item.custom_id)
+        params = validate_params(job_type, item.params, max_params_bytes, f"{prefix}.params")
+        model = _item_model(job_type, batch.model, params, check_model, prefix)
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "type": job_type.name,
+                "model": model,
+                "params": params,
+                "status": JobStatus.QUEUED,
+                "batch_id": batch.id,
+                "batch_index": index,
+                "custom_id": item.custom_id,
+                "created_at": now,
+                "attempts": 0,
+                "max_attempts": max_attempts,
+                "priority": 0,
+                "cancel_requested": False,
+            }
+        )
+    if not rows:
+        raise InputError("the batch has no items", field="items")
+    batch.item_count = len(rows)
+    return rows
+
+
+def _item_model(
+    job_type: jobtypes.JobType,
+    model: str | None,
+    params: dict[str, Any],
+    check_model: ModelCheck | None,
+    prefix: str,
+) -> str | None:
+    try:
+        return check_model_field(job_type, model, params, check_model)
+    except FieldErrors:
+        raise
+    except InputError as exc:
+        # Item-level problems (a prompt without tokens) name the item; the model is batch-wide.
+        if exc.field and exc.field.startswith("params"):
+            raise InputError(exc.message, field=f"{prefix}.{exc.field}") from None
+        raise
+
+
+def submit_batch(svc: Services, batch: Batch, rows: list[dict[str, Any]]) -> Batch:
+    """Insert the batch and its jobs in one transaction, then publish their ids in chunks."""
+    svc.store.create_batch(batch, rows)
+    svc.publisher.publish_chunks([r["id"] for r in rows], jobtypes.get(batch.type).queue)
+    return batch
+
+
+def batch_status(svc: Services, batch_id: uuid.UUID) -> dict[str, Any]:
+    """Return a batch with its counts by job status, derived status and progress."""
+    with svc.store.sessions() as session:
+        batch = session.get(Batch, batch_id)
+        if batch is None:
+            raise NotFound("batch not found")
+        counts = dict(
+            session.execute(
+                select(Job.status, func.count())
+                .where(Job.batch_id == batch_id)
+                .group_by(Job.status)
+            ).all()
+        )
+        last = session.scalar(select(func.max(Job.finished_at)).where(Job.batch_id == batch_id))
+    counts = {s.value: int(counts.get(s.value, 0)) for s in JobStatus}
+    done = sum(counts[s] for s in TERMINAL)
+    return {
+        "id": str(batch.id),
+        "type": batch.type,
+        "model": batch.model,
+        "status": derive_status(batch, counts, done),
+        "counts": counts,
+        "total": batch.item_count,
+        "progress": done / max(batch.item_count, 1),
+        "created_at": batch.created_at.isoformat(),
+        "finished_at": last.isoformat() if last and done == batch.item_count else None,
+        "results_url": f"/v1/batches/{batch.id}/results",
+    }
+
+
+def derive_status(batch: Batch, counts: dict[str, int], done: int) -> str:
+    """Return the batch's status from its items' statuses."""
+    if done < batch.item_count:
+        return "cancelling" if batch.cancel_requested else "in_progress"
+    if batch.cancel_requested:
+        return "canceled"
+    return "failed" if counts["failed"] == batch.item_count else "completed"
+
+
+def stream_results(svc: Services, batch_id: uuid.UUID) -> Iterator[str]:
+    """Yield one JSON line per item in submit order, reading rows in pages (never all at once)."""
+    with svc.store.sessions() as session:
+        stmt = (
+            select(Job.custom_id, Job.status, Job.result, Job.error)
+            .where(Job.batch_id == batch_id)
+            .order_by(Job.batch_index)
+            .execution_options(yield_per=1000)
+        )
+        for custom_id, status, result, error in session.execute(stmt):
+            line: dict[str, Any] = {"custom_id": custom_id, "status": status}
+            if status == JobStatus.SUCCEEDED:
+                line["result"] = result
+            elif error:
+                line["error"] = error
+            yield json.dumps(line) + "\n"

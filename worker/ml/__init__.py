@@ -1,0 +1,1 @@
+"""Keras 3 model code, backend-neutral; submodules import keras, so import them lazily."""

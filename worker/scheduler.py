@@ -1,0 +1,257 @@
+"""Dynamic batching: one model-owner thread per loaded model batches concurrent requests.
+
+Job threads (Celery's thread pool, or the threads of a chunk message) submit requests and wait on
+a future; the owner thread alone touches the model. Text uses continuous batching at the
+granularity of a chunk of decode steps: each slot carries its own LSTM state, sampling parameters
+and random stream, a new request joins at the next chunk boundary and a finished one leaves, so a
+long generation never holds back short ones. Images are grouped into one forward pass of up to
+``max_batch`` images, waiting at most ``max_wait_s`` for company.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shared.errors import JobCanceled
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass
+class TextRequest:
+    """One text generation waiting for, or holding, a slot."""
+
+    ids: list[int]
+    max_tokens: int
+    temperature: float
+    top_k: int | None
+    seed: int
+    should_stop: Callable[[], bool] = lambda: False
+    on_progress: Callable[[int], None] | None = None
+    future: Future = field(default_factory=Future)
+
+
+@dataclass
+class ImageRequest:
+    """A request for ``n`` images from one seed."""
+
+    n: int
+    seed: int
+    future: Future = field(default_factory=Future)
+
+
+@dataclass
+class BatchStats:
+    """What the scheduler did: forward passes, rows per pass, time per pass."""
+
+    calls: int = 0
+    rows: list[int] = field(default_factory=list)
+    compute_s: float = 0.0
+
+    def record(self, rows: int, seconds: float) -> None:
+        """Add one forward pass (bounded history)."""
+        self.calls += 1
+        self.compute_s += seconds
+        if len(self.rows) < 100_000:
+            self.rows.append(rows)
+
+
+class _Owner:
+    """The thread that owns a model: requests in through a queue, results out through futures."""
+
+    def __init__(self, name: str) -> None:
+        self.inbox: queue.Queue[Any] = queue.Queue()
+        self.stats = BatchStats()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the owner thread once its work is done."""
+        self.inbox.put(_STOP)
+
+    def _take(self, block: bool, timeout: float | None = None) -> Any:
+        try:
+            return self.inbox.get(block=block, timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _loop(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class TextScheduler(_Owner):
+    """Continuous batching of text requests over a ``TextGenerator``."""
+
+    def __init__(self, generator: Any, max_batch: int, chunk_steps: int) -> None:
+        self.gen = generator
+        self.max_batch = max_batch
+        self.chunk_steps = chunk_steps
+        self.backlog: deque[TextRequest] = deque()
+        self.active: dict[int, TextRequest] = {}
+        self.state: Any = None
+        super().__init__("aigc-text-scheduler")
+
+    def submit(self, request: TextRequest) -> Future:
+        """Queue a request; its future yields the generated token ids."""
+        if not request.ids or min(request.ids) < 0 or max(request.ids) >= self.gen.vocab_size:
+            raise ValueError("prompt token ids out of range")  # a poison request fails alone
+        self.inbox.put(request)
+        return request.future
+
+    def _loop(self) -> None:
+        while True:
+            if not self._admit():
+                return
+            if not self.active:
+                continue
+            try:
+                self._step()
+            except Exception as exc:  # a failed pass fails its rows, never the thread
+                log.exception("decode pass failed")
+                for req in self.active.values():
+                    req.future.set_exception(exc)
+                self.active.clear()
+                self.state = None
+
+    def _admit(self) -> bool:
+        """Move requests from the inbox into free slots; False when asked to stop."""
+        item = self._take(block=not self.active and not self.backlog)
+        while item is not None:
+            if item is _STOP:
+                return False
+            self.backlog.append(item)
+            item = self._take(block=False)
+        while self.backlog and len(self.active) < self.max_batch:
+            req = self.backlog.popleft()
+            if req.should_stop():
+                req.future.set_exception(JobCanceled("canceled"))
+                continue
+            self._place(req)
+        return True
+
+    def _place(self, req: TextRequest) -> None:
+        want = min(self.max_batch, len(self.active) + 1 + len(self.backlog))
+        if self.state is None or not self.gen.free_slots(self.state):
+            self._resize(want)
+        slot = self.gen.free_slots(self.state)[0]
+        self.gen.add_row(
+            self.state, slot, req.ids, req.max_tokens, req.temperature, req.top_k, req.seed
+        )
+        self.active[slot] = req
+
+    def _resize(self, rows: int) -> None:
+        """Rebuild the state with room for ``rows`` rows, compacting the live ones."""
+        from worker.ml.decode import bucket
+
+        old, live = self.state, sorted(self.active)
+        rows = max(bucket(rows), bucket(len(live) + 1))
+        if old is None:
+            self.state = self.gen.empty_state(rows)
+            return
+        widths = old.arrays["prompt"].shape[1], old.arrays["out"].shape[1]
+        new = self.gen.empty_state(rows, *widths)
+        for key, arr in old.arrays.items():
+            new.arrays[key][: len(live)] = arr[live]
+        new.live[: len(live)] = True
+        self.state = new
+        self.active = {i: self.active[slot] for i, slot in enumerate(live)}
+
+    def _step(self) -> None:
+        started = time.perf_counter()
+        self.state = self.gen.decode_chunk(self.state, self.chunk_steps)
+        self.stats.record(len(self.active), time.perf_counter() - started)
+        for slot in self.gen.finished_rows(self.state):
+            self.active.pop(slot).future.set_result(self.gen.release_row(self.state, slot))
+        for slot, req in list(self.active.items()):
+            if req.should_stop():
+                self.gen.release_row(self.state, slot)
+                self.active.pop(slot).future.set_exception(JobCanceled("canceled"))
+            elif req.on_progress is not None:
+                req.on_progress(int(self.state.arrays["n_gen"][slot]))
+        # Shrink after a burst, so a lone request does not pay for an empty batch.
+        if (
+            self.active
+            and len(self.active) * 4 <= len(self.state.live)
+            and len(self.state.live) > 1
+        ):
+            self._resize(len(self.active))
+
+
+class ImageScheduler(_Owner):
+    """Groups image requests into forward passes of up to ``max_batch`` images."""
+
+    def __init__(self, generator: Any, max_batch: int, max_wait_s: float) -> None:
+        self.generator = generator
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.latent_dim = int(generator.inputs[0].shape[-1])
+        super().__init__("aigc-image-scheduler")
+
+    def submit(self, request: ImageRequest) -> Future:
+        """Queue a request; its future yields ``n`` uint8 images."""
+        self.inbox.put(request)
+        return request.future
+
+    def _loop(self) -> None:
+        while True:
+            group = self._gather()
+            if group is None:
+                return
+            try:
+                self._run(group)
+            except Exception as exc:
+                log.exception("image pass failed")
+                for req in group:
+                    if not req.future.done():
+                        req.future.set_exception(exc)
+
+    def _gather(self) -> list[ImageRequest] | None:
+        first = self._take(block=True)
+        if first is _STOP:
+            return None
+        group, total = [first], first.n
+        deadline = time.monotonic() + self.max_wait_s
+        while total < self.max_batch:
+            # Only wait when nothing is queued: requests already waiting join at once.
+            item = self._take(block=True, timeout=max(deadline - time.monotonic(), 0))
+            if item is None:
+                break
+            if item is _STOP:
+                self.inbox.put(_STOP)
+                break
+            group.append(item)
+            total += item.n
+        return group
+
+    def _run(self, group: list[ImageRequest]) -> None:
+        from worker.ml.decode import bucket
+
+        z = np.concatenate(
+            [
+                np.random.default_rng(r.seed)
+                .standard_normal((r.n, self.latent_dim))
+                .astype(np.float32)
+                for r in group
+            ]
+        )
+        started = time.perf_counter()
+        padded = np.pad(z, ((0, bucket(len(z)) - len(z)), (0, 0)))
+        out = np.asarray(self.generator.predict_on_batch(padded), np.float32)[: len(z)]
+        self.stats.record(len(z), time.perf_counter() - started)
+        images = np.clip(np.rint((out + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        start = 0
+        for req in group:
+            req.future.set_result(images[start : start + req.n])
+            start += req.n
