@@ -41,21 +41,23 @@ def api(workers: int) -> None:
 @click.option("--concurrency", "-c", type=int, default=None, help="Processes (or threads).")
 @click.option(
     "--pool",
-    default="prefork",
-    show_default=True,
+    default=None,
     type=click.Choice(["prefork", "threads", "solo"]),
+    help="Default: threads for a generate-only worker (so jobs batch), else prefork.",
 )
 @click.option("--name", "-n", default=None, help="Worker node name, e.g. gpu0@%h.")
-def worker(queues: str | None, concurrency: int | None, pool: str, name: str | None) -> None:
+def worker(queues: str | None, concurrency: int | None, pool: str | None, name: str | None) -> None:
     """Run a Celery worker consuming the given queues."""
-    from api.stack import exec_command, worker_command
+    from api.stack import default_pool, exec_command, worker_command
 
     settings = get_settings()
+    queues = queues or settings.worker_queues
+    pool, default_concurrency = default_pool(settings, queues, pool)
     exec_command(
         worker_command(
             settings,
-            queues=queues or settings.worker_queues,
-            concurrency=concurrency or settings.worker_concurrency,
+            queues=queues,
+            concurrency=concurrency or default_concurrency,
             pool=pool,
             name=name,
         )
@@ -257,6 +259,57 @@ def models() -> None:
             for k, v in (latest.get("metrics") or {}).items()
         )
         click.echo(f"{m['name']:<20} {m['kind']:<6} v{m['latest_version']}  {metrics}")
+
+
+@main.group()
+def batch() -> None:
+    """Submit bulk batches and collect their results."""
+
+
+@batch.command("submit")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--type", "type_", required=True, help="Job type of every item.")
+@click.option("--model", "-m", default=None)
+def batch_submit(path: str, type_: str, model: str | None) -> None:
+    """Upload a JSONL file of {custom_id, params} lines and print the batch id."""
+    client = _client()
+    with open(path, "rb") as fh:
+        data = {"type": type_, **({"model": model} if model else {})}
+        resp = _call(
+            lambda: client.request("POST", "/v1/batches", data=data, files={"file": (path, fh)})
+        )
+    click.echo(resp.json()["id"])
+
+
+@batch.command("wait")
+@click.argument("batch_id")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the JSONL results here.",
+)
+def batch_wait(batch_id: str, out_path: str | None) -> None:
+    """Follow a batch with a progress bar, then save its results."""
+    import time
+
+    client = _client()
+    url = f"/v1/batches/{batch_id}"
+    with click.progressbar(length=1000, label=batch_id[:8], file=sys.stderr) as bar:
+        while True:
+            status = _call(lambda: client.request("GET", url).json())
+            bar.update(int(status["progress"] * 1000) - bar.pos)
+            if status["status"] in ("completed", "failed", "canceled"):
+                break
+            time.sleep(1)
+    click.echo(json.dumps({k: status[k] for k in ("status", "counts")}), err=True)
+    if out_path:
+        resp = _call(lambda: client.request("GET", f"{url}/results", stream=True))
+        with open(out_path, "wb") as fh:
+            for chunk in resp.iter_content(64 * 1024):
+                fh.write(chunk)
+    sys.exit(0 if status["status"] == "completed" else 1)
 
 
 def _compact(params: dict[str, Any]) -> dict[str, Any]:

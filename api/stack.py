@@ -72,6 +72,19 @@ def worker_command(
     return cmd
 
 
+def default_pool(settings: Settings, queues: str, pool: str | None) -> tuple[str, int]:
+    """Return the pool and concurrency a worker gets unless told otherwise.
+
+    A generate-only worker runs jobs in threads that feed one model-owner thread, so concurrent
+    jobs are batched (TensorFlow and fork do not mix, and prefork -c 1 never has two jobs).
+    Anything that trains uses prefork: hard time limits, and a fresh child per training job.
+    """
+    if pool is None:
+        pool = "threads" if queues == "generate" else "prefork"
+    concurrency = settings.generate_threads if pool == "threads" else settings.worker_concurrency
+    return pool, concurrency
+
+
 def exec_command(cmd: list[str]) -> None:
     """Replace this process with ``cmd``."""
     os.execv(cmd[0], cmd)
@@ -91,7 +104,13 @@ def run_stack(
         subprocess.Popen(api_command(settings, workers=2)),
         # Two workers so that generation is never stuck behind a long training job.
         subprocess.Popen(
-            worker_command(settings, queues="generate", concurrency=1, name="generate@%h")
+            worker_command(
+                settings,
+                queues="generate",
+                concurrency=settings.generate_threads,
+                pool="threads",
+                name="generate@%h",
+            )
         ),
         subprocess.Popen(worker_command(settings, queues="train", concurrency=1, name="train@%h")),
     ]

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
 
     # Worker process.
     worker_concurrency: int = Field(1, ge=1, le=64)
+    generate_threads: int = Field(16, ge=1, le=512, description="Job threads of a generate worker.")
     worker_queues: str = "generate,train"
     # Extra modules that register job types (tests register theirs this way).
     plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -114,7 +114,7 @@ class ModelRegistry:
         artifact_id: uuid.UUID,
         sha256: str,
         metrics: dict[str, Any],
-        job_id: uuid.UUID,
+        job_id: uuid.UUID | None,
     ) -> ResolvedModel:
         """Add a ready version (numbered max + 1); a job registers at most one version."""
         for _ in range(5):
@@ -132,10 +132,12 @@ class ModelRegistry:
         artifact_id: uuid.UUID,
         sha256: str,
         metrics: dict[str, Any],
-        job_id: uuid.UUID,
+        job_id: uuid.UUID | None,
     ) -> ResolvedModel:
         with self.sessions() as session:
-            done = session.scalar(select(ModelVersion).where(ModelVersion.job_id == job_id))
+            done = None
+            if job_id is not None:
+                done = session.scalar(select(ModelVersion).where(ModelVersion.job_id == job_id))
             if done is None:
                 model = session.scalar(select(Model).where(Model.name == name))
                 if model is None:

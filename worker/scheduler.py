@@ -30,6 +30,34 @@ _STOP = object()
 
 
 @dataclass
+class RequestTiming:
+    """Where one request's time went: waiting for a slot, and the passes it was part of."""
+
+    submitted: float = field(default_factory=time.perf_counter)
+    admitted: float | None = None
+    compute_s: float = 0.0
+    passes: int = 0
+    rows: int = 0
+
+    def add_pass(self, rows: int, seconds: float) -> None:
+        """Count one forward pass this request took part in."""
+        self.admitted = self.admitted or time.perf_counter() - seconds
+        self.passes += 1
+        self.rows += rows
+        self.compute_s += seconds
+
+    def summary(self) -> dict[str, float]:
+        """Return queue wait, compute time and mean batch size, for the job's result."""
+        wait = (self.admitted or self.submitted) - self.submitted
+        return {
+            "queue_wait_s": round(wait, 6),
+            "compute_s": round(self.compute_s, 6),
+            "mean_batch": round(self.rows / max(self.passes, 1), 2),
+            "passes": self.passes,
+        }
+
+
+@dataclass
 class TextRequest:
     """One text generation waiting for, or holding, a slot."""
 
@@ -41,6 +69,7 @@ class TextRequest:
     should_stop: Callable[[], bool] = lambda: False
     on_progress: Callable[[int], None] | None = None
     future: Future = field(default_factory=Future)
+    timing: RequestTiming = field(default_factory=lambda: RequestTiming())
 
 
 @dataclass
@@ -50,6 +79,7 @@ class ImageRequest:
     n: int
     seed: int
     future: Future = field(default_factory=Future)
+    timing: RequestTiming = field(default_factory=lambda: RequestTiming())
 
 
 @dataclass
@@ -171,7 +201,10 @@ class TextScheduler(_Owner):
     def _step(self) -> None:
         started = time.perf_counter()
         self.state = self.gen.decode_chunk(self.state, self.chunk_steps)
-        self.stats.record(len(self.active), time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.stats.record(len(self.active), seconds)
+        for req in self.active.values():
+            req.timing.add_pass(len(self.active), seconds)
         for slot in self.gen.finished_rows(self.state):
             self.active.pop(slot).future.set_result(self.gen.release_row(self.state, slot))
         for slot, req in list(self.active.items()):
@@ -249,7 +282,10 @@ class ImageScheduler(_Owner):
         started = time.perf_counter()
         padded = np.pad(z, ((0, bucket(len(z)) - len(z)), (0, 0)))
         out = np.asarray(self.generator.predict_on_batch(padded), np.float32)[: len(z)]
-        self.stats.record(len(z), time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.stats.record(len(z), seconds)
+        for req in group:
+            req.timing.add_pass(len(z), seconds)
         images = np.clip(np.rint((out + 1.0) * 127.5), 0, 255).astype(np.uint8)
         start = 0
         for req in group:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -52,6 +53,16 @@ def test_aigc_up_runs_a_job_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         failed = run("wait", run("submit", "test.fail").stdout.strip(), "--timeout", "60")
         assert failed.returncode == 1
         assert (tmp_path / "var" / "aigc.sqlite3").exists()
+        items = tmp_path / "items.jsonl"
+        items.write_text("".join(f'{{"custom_id": "c{i}", "params": {{}}}}\n' for i in range(5)))
+        batch = run("batch", "submit", str(items), "--type", "test.sleep")
+        assert batch.returncode == 0, batch.stderr
+        out = tmp_path / "results.jsonl"
+        waited = run("batch", "wait", batch.stdout.strip(), "--out", str(out))
+        assert waited.returncode == 0, waited.stderr
+        assert [json.loads(x)["custom_id"] for x in out.read_text().splitlines()] == [
+            f"c{i}" for i in range(5)
+        ]
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(60)

@@ -194,9 +194,8 @@ def test_openapi_and_health(stack: Stack) -> None:
     assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
 
 
+@pytest.mark.parametrize("stack", ["postgres"], indirect=True)  # the cache needs AIGC_REDIS_URL
 def test_status_snapshots_are_cached_in_redis(stack: Stack) -> None:
-    if stack.backend != "postgres":
-        pytest.skip("the status cache needs AIGC_REDIS_URL (the Redis backend)")
     cache = redis_lib.Redis.from_url(stack.settings.redis_url)
     job = stack.api.wait(stack.api.submit("test.sleep", {"seconds": 0})["id"])
     snapshot = json.loads(cache.get(f"aigc:job:{job['id']}"))

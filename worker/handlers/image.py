@@ -26,10 +26,12 @@ def generate(ctx: JobContext, params: ImageGenerateParams) -> dict[str, Any]:
     if ctx.services.settings.generate_batching:
         from worker.scheduler import ImageRequest
 
-        future = loaded.batcher(ctx.services.settings).submit(ImageRequest(params.n, params.seed))
+        request = ImageRequest(params.n, params.seed)
+        future = loaded.batcher(ctx.services.settings).submit(request)
         images = common.wait_for_future(ctx, future, lambda: {"fraction": 0.0})
+        batching = request.timing.summary()
     else:
-        images = generate_images(loaded.model, params.n, params.seed)
+        images, batching = generate_images(loaded.model, params.n, params.seed), None
     ctx.check()
     stored = [ctx.save_artifact("image", "image/png", encode_png(img), ".png") for img in images]
     height, width, channels = images.shape[1:]
@@ -40,6 +42,7 @@ def generate(ctx: JobContext, params: ImageGenerateParams) -> dict[str, Any]:
         "height": int(height),
         "channels": int(channels),
         "model": loaded.resolved.ref,
+        "batching": batching,
     }
 
 

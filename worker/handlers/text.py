@@ -27,8 +27,9 @@ def generate(ctx: JobContext, params: TextGenerateParams) -> dict[str, Any]:
     ids = loaded.tokenizer.encode(params.prompt)
     if not ids:
         raise InputError("the prompt has no tokens for this model", field="params.prompt")
+    batching: dict[str, float] | None = None
     if ctx.services.settings.generate_batching:
-        out = _generate_batched(ctx, loaded, ids, params)
+        out, batching = _generate_batched(ctx, loaded, ids, params)
     else:
         out = _generate_alone(ctx, loaded.generator, ids, params)
     return {
@@ -37,12 +38,13 @@ def generate(ctx: JobContext, params: TextGenerateParams) -> dict[str, Any]:
         "prompt_tokens": len(ids),
         "completion_tokens": len(out),
         "model": loaded.resolved.ref,
+        "batching": batching,
     }
 
 
 def _generate_batched(
     ctx: JobContext, loaded: Any, ids: list[int], params: TextGenerateParams
-) -> list[int]:
+) -> tuple[list[int], dict[str, float]]:
     from worker.scheduler import TextRequest
 
     done = [0]
@@ -56,9 +58,10 @@ def _generate_batched(
         on_progress=lambda n: done.__setitem__(0, n),
     )
     future = loaded.batcher(ctx.services.settings).submit(request)
-    return common.wait_for_future(
+    tokens = common.wait_for_future(
         ctx, future, lambda: {"completion_tokens": done[0], "fraction": done[0] / params.max_tokens}
     )
+    return tokens, request.timing.summary()
 
 
 def _generate_alone(

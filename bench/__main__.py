@@ -1,0 +1,5 @@
+"""``python -m bench``: the whole benchmark suite against the real stack."""
+
+from bench.run import main
+
+main()

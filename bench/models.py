@@ -1,0 +1,57 @@
+"""Registers untrained models of the real architectures (throughput does not depend on weights)."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from shared.services import Services
+from shared.tokenizers import Tokenizer
+
+
+def register_text_model(svc: Services, name: str, preset: str = "small") -> str:
+    """Register a text model of ``preset``'s size with a char tokenizer; return name:version."""
+    import keras
+
+    from worker.handlers.text import builtin_corpus
+    from worker.ml.text import PRESETS, build_text_model, config_for_tokenizer
+
+    keras.utils.set_random_seed(0)
+    cfg = PRESETS[preset]
+    tokenizer = Tokenizer.fit(cfg.tokenizer, builtin_corpus(), cfg.vocab_size)
+    cfg = config_for_tokenizer(cfg, tokenizer)
+    config = {"text": asdict(cfg), "tokenizer": tokenizer.to_json()}
+    return _register(svc, name, "text", build_text_model(cfg), config)
+
+
+def register_image_model(svc: Services, name: str, image_size: int = 32) -> str:
+    """Register a DCGAN generator of the tutorial's size; return name:version."""
+    import keras
+
+    from worker.ml.image import IMAGE_PRESETS, build_generator
+
+    keras.utils.set_random_seed(0)
+    cfg = replace(IMAGE_PRESETS["default"], image_size=image_size)
+    return _register(svc, name, "image", build_generator(cfg), {"image": asdict(cfg)})
+
+
+def _register(svc: Services, name: str, kind: str, model: object, config: dict) -> str:
+    from worker.ml.persist import save_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        save_model(model, path)
+        artifact = svc.artifacts.save(
+            None, "model", "application/octet-stream", path.read_bytes(), ".keras"
+        )
+    version = svc.registry.register(
+        name=name,
+        kind=kind,
+        config=config,
+        artifact_id=artifact.id,
+        sha256=artifact.sha256,
+        metrics={"untrained": True},
+        job_id=None,
+    )
+    return version.ref

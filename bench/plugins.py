@@ -1,0 +1,46 @@
+"""Bench-only job types, loaded by workers through ``AIGC_PLUGINS=bench.plugins``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from shared.jobtypes import JobType, register
+from shared.params import Params, TextGenerateParams
+from worker.context import JobContext
+from worker.model_cache import model_cache
+
+
+def noop(ctx: JobContext, params: Params) -> dict[str, Any]:
+    """Do nothing: measures the platform's own cost."""
+    return {}
+
+
+def naive_text(ctx: JobContext, params: TextGenerateParams) -> dict[str, Any]:
+    """Generate the tutorial's way: one eager model call per token, fed only the last token."""
+    loaded = model_cache(ctx.services).get(ctx.job.model, "text")
+    rng = np.random.default_rng(params.seed)
+    ids = loaded.tokenizer.encode(params.prompt)
+    x = np.asarray([ids], np.int32)
+    out = []
+    for _ in range(params.max_tokens):
+        logits = np.asarray(loaded.model(x), np.float64)[0, -1] / params.temperature
+        probs = np.exp(logits - logits.max())
+        token = int(rng.choice(len(probs), p=probs / probs.sum()))
+        out.append(token)
+        x = np.asarray([[token]], np.int32)  # the tutorial's bug: the context is dropped
+    return {"completion_tokens": len(out), "text": loaded.tokenizer.decode(out)}
+
+
+register(JobType("bench.noop", Params, "generate", "bench.plugins:noop"))
+register(
+    JobType(
+        "bench.naive_text",
+        TextGenerateParams,
+        "generate",
+        "bench.plugins:naive_text",
+        model="required",
+        model_kind="text",
+    )
+)
