@@ -23,7 +23,7 @@ DEFAULT_JOBS: dict[str, dict[str, Any]] = {
     },
     "image": {
         "type": "image.train",
-        "params": {"preset": "default", "epochs": 10, "batch_size": 64},
+        "params": {"preset": "default", "epochs": 20, "batch_size": 32},
     },
 }
 

@@ -46,22 +46,29 @@ def api(workers: int) -> None:
     help="Default: threads for a generate-only worker (so jobs batch), else prefork.",
 )
 @click.option("--name", "-n", default=None, help="Worker node name, e.g. gpu0@%h.")
-def worker(queues: str | None, concurrency: int | None, pool: str | None, name: str | None) -> None:
-    """Run a Celery worker consuming the given queues."""
-    from api.stack import default_pool, exec_command, worker_command
+@click.option("--gpu", default=None, help="The one GPU this worker uses (CUDA_VISIBLE_DEVICES).")
+def worker(
+    queues: str | None,
+    concurrency: int | None,
+    pool: str | None,
+    name: str | None,
+    gpu: str | None,
+) -> None:
+    """Run a Celery worker consuming the given queues (one worker process per GPU)."""
+    from api.stack import default_pool, exec_command, gpu_env, worker_command
 
     settings = get_settings()
     queues = queues or settings.worker_queues
     pool, default_concurrency = default_pool(settings, queues, pool)
-    exec_command(
-        worker_command(
-            settings,
-            queues=queues,
-            concurrency=concurrency or default_concurrency,
-            pool=pool,
-            name=name,
-        )
+    name = name or (f"gpu{gpu}@%h" if gpu is not None else None)
+    cmd = worker_command(
+        settings,
+        queues=queues,
+        concurrency=concurrency or default_concurrency,
+        pool=pool,
+        name=name,
     )
+    exec_command(cmd, gpu_env(settings, gpu))
 
 
 @main.command()

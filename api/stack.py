@@ -85,8 +85,24 @@ def default_pool(settings: Settings, queues: str, pool: str | None) -> tuple[str
     return pool, concurrency
 
 
-def exec_command(cmd: list[str]) -> None:
-    """Replace this process with ``cmd``."""
+def gpu_env(settings: Settings, gpu: str | None) -> dict[str, str]:
+    """Return the environment a GPU worker needs: its one device, and memory on demand.
+
+    TensorFlow would otherwise map all GPU memory at start, and JAX would preallocate 75% of it,
+    which leaves nothing for a second process and hides the real footprint.
+    """
+    env = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    if not settings.gpu_memory_growth:
+        env = {k: v for k, v in env.items() if k == "CUDA_VISIBLE_DEVICES"}
+    return env
+
+
+def exec_command(cmd: list[str], env: dict[str, str] | None = None) -> None:
+    """Replace this process with ``cmd``, with ``env`` added to the environment."""
+    if env:
+        os.execve(cmd[0], cmd, {**os.environ, **env})
     os.execv(cmd[0], cmd)
 
 

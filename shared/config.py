@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     decode_chunk_steps: int = Field(16, ge=1, le=1024, description="Steps between joins.")
     generate_batching: bool = True
 
+    # GPU workers.
+    gpu_memory_growth: bool = Field(True, description="Allocate GPU memory on demand.")
+
     # Worker process.
     worker_concurrency: int = Field(1, ge=1, le=64)
     generate_threads: int = Field(16, ge=1, le=512, description="Job threads of a generate worker.")
