@@ -82,6 +82,8 @@ def _text(client: e2e.Client, model: str, args: argparse.Namespace) -> list[dict
     rows = []
     for conc in (1, 8, 64):
         jobs = max(conc * args.rounds, 8)
+        # Warm up: load the model and compile this batch size's shapes before timing.
+        e2e.text_throughput(client, model, conc, conc, args.max_tokens)
         client_side = e2e.text_throughput(client, model, conc, jobs, args.max_tokens)
         ceiling = inprocess.text_ceiling(gen, conc, args.max_tokens)
         rows.append(

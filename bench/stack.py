@@ -103,7 +103,7 @@ def start_api(env: dict[str, str], workdir: Path, port: int, workers: int = 2) -
         try:
             if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
                 return proc
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.2)
     raise RuntimeError("the API did not start")
 

@@ -91,6 +91,7 @@ def build_rows(
                 "batch_index": index,
                 "custom_id": item.custom_id,
                 "created_at": now,
+                "published_at": now,
                 "attempts": 0,
                 "max_attempts": max_attempts,
                 "priority": 0,
@@ -124,7 +125,9 @@ def _item_model(
 def submit_batch(svc: Services, batch: Batch, rows: list[dict[str, Any]]) -> Batch:
     """Insert the batch and its jobs in one transaction, then publish their ids in chunks."""
     svc.store.create_batch(batch, rows)
-    svc.publisher.publish_chunks([r["id"] for r in rows], jobtypes.get(batch.type).queue)
+    svc.publisher.publish_chunks(
+        [r["id"] for r in rows], jobtypes.get(batch.type).queue, record=False
+    )
     return batch
 
 

@@ -106,6 +106,9 @@ class JobStore:
         for job in jobs:
             job.status = JobStatus.QUEUED
             job.created_at = job.created_at or now
+            # Published right after this commit; if that fails, the reconciler finds it after
+            # republish_after_s, and the hot path saves a second UPDATE.
+            job.published_at = job.created_at
         try:
             with self.sessions() as session:
                 session.add_all(jobs)

@@ -26,22 +26,26 @@ class Publisher:
         self.store = store
         self.settings = settings
 
-    def publish(self, jobs: Sequence[Job]) -> int:
+    def publish(self, jobs: Sequence[Job], *, record: bool = True) -> int:
         """Publish one message per committed job; return how many reached the broker.
 
         A failure is logged, not raised: the job row is safe and the reconciler re-publishes it.
         """
         messages = [(RUN_JOB_TASK, str(j.id), jobtypes.get(j.type).queue, [j.id]) for j in jobs]
-        return self._send_all(messages)
+        return self._send_all(messages, record=record)
 
-    def publish_chunks(self, job_ids: Sequence[uuid.UUID], queue: str) -> int:
+    def publish_chunks(
+        self, job_ids: Sequence[uuid.UUID], queue: str, *, record: bool = True
+    ) -> int:
         """Publish committed jobs as chunk messages of up to ``batch_chunk_size`` ids each."""
         size = self.settings.batch_chunk_size
         chunks = [list(job_ids[i : i + size]) for i in range(0, len(job_ids), size)]
         messages = [(RUN_CHUNK_TASK, [str(i) for i in c], queue, c) for c in chunks]
-        return self._send_all(messages)
+        return self._send_all(messages, record=record)
 
-    def _send_all(self, messages: list[tuple[str, Any, str, list[uuid.UUID]]]) -> int:
+    def _send_all(
+        self, messages: list[tuple[str, Any, str, list[uuid.UUID]]], *, record: bool
+    ) -> int:
         sent: list[uuid.UUID] = []
         try:
             with self.celery.producer_or_acquire() as producer:
@@ -58,6 +62,8 @@ class Publisher:
                     sent += ids
         except Exception as exc:
             log.warning("publish failed after %d jobs: %s", len(sent), exc)
+        if not record:
+            return len(sent)  # the rows were stamped published when they were created
         try:
             self.store.mark_published(sent)
         except Exception as exc:

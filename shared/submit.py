@@ -89,5 +89,5 @@ def check_model_field(
 def submit(services: Services, jobs: Sequence[Job]) -> list[Job]:
     """Commit jobs, then publish them; a failed publish is left to the reconciler."""
     saved = services.store.create(jobs)
-    services.publisher.publish(saved)
+    services.publisher.publish(saved, record=False)
     return saved
