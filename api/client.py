@@ -53,14 +53,14 @@ class Client:
         """Return one job."""
         return self.request("GET", f"/v1/jobs/{job_id}").json()
 
-    def follow(self, job_id: str, poll_s: float = 0.5) -> Iterator[dict[str, Any]]:
-        """Yield the job each time it is polled, until it reaches a terminal state."""
+    def follow(self, job_id: str, wait_s: float = 1.0) -> Iterator[dict[str, Any]]:
+        """Yield the job about once a second (at once when it ends) until it is terminal."""
         while True:
-            job = self.job(job_id)
+            # A long poll: the API answers as soon as the job ends, or after wait_s.
+            job = self.request("GET", f"/v1/jobs/{job_id}", params={"wait_s": wait_s}).json()
             yield job
             if job["status"] in TERMINAL:
                 return
-            time.sleep(poll_s)
 
     def wait(
         self,

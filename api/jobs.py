@@ -9,7 +9,7 @@ from api.requests import json_body, path_uuid, query
 from shared.errors import NotFound
 from shared.jobs import JobStatus, to_public
 from shared.registry import submission_check
-from shared.schemas import JobCreate, JobsPublic, JobsQuery
+from shared.schemas import JobCreate, JobQuery, JobsPublic, JobsQuery
 from shared.submit import build_job, submit
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -33,8 +33,10 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
 
 @bp.get("/<job_id>")
 def get_job(job_id: str) -> Response:
-    """Return one job: the status cache first, then the database."""
-    job = services().store.get_public(path_uuid(job_id, "job"))
+    """Return one job (status cache first); with ``wait_s``, once it ends or the wait runs out."""
+    parsed, q = path_uuid(job_id, "job"), query(JobQuery)
+    job = services().store.wait_public(parsed, q.wait_s) if q.wait_s else None
+    job = job or services().store.get_public(parsed)
     if job is None:
         raise NotFound("job not found")
     return jsonify(job)

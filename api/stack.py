@@ -28,7 +28,7 @@ def api_command(settings: Settings, workers: int = 2) -> list[str]:
         "--workers",
         str(workers),
         "--threads",
-        "4",
+        str(settings.api_threads),
         "--graceful-timeout",
         "10",
         "--access-logfile",

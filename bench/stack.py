@@ -94,7 +94,7 @@ def start_api(env: dict[str, str], workdir: Path, port: int, workers: int = 2) -
         "--workers",
         str(workers),
         "--threads",
-        "8",
+        "64",
         "api.wsgi:app",
     ]
     proc = Proc("api", cmd, env, workdir)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.db import utcnow
 from shared.errors import NotFound
 from shared.models import Artifact
 
@@ -27,11 +28,21 @@ class ArtifactStore:
         self, job_id: uuid.UUID | None, kind: str, media_type: str, data: bytes, suffix: str
     ) -> Artifact:
         """Write ``data`` atomically and record it; return the artifact row."""
+        row = self.write(job_id, kind, media_type, data, suffix)
+        with self.sessions() as session:
+            session.add(row)
+            session.commit()
+        return row
+
+    def write(
+        self, job_id: uuid.UUID | None, kind: str, media_type: str, data: bytes, suffix: str
+    ) -> Artifact:
+        """Write ``data`` atomically and return its row, not yet recorded (the caller adds it)."""
         artifact_id = uuid.uuid4()
         folder = str(job_id) if job_id else "shared"
         rel = Path("jobs") / folder / f"{artifact_id}{suffix}"
         write_atomic(self.root / rel, data)
-        row = Artifact(
+        return Artifact(
             id=artifact_id,
             job_id=job_id,
             kind=kind,
@@ -39,11 +50,8 @@ class ArtifactStore:
             uri=URI_PREFIX + rel.as_posix(),
             size=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
+            created_at=utcnow(),
         )
-        with self.sessions() as session:
-            session.add(row)
-            session.commit()
-        return row
 
     def get(self, artifact_id: uuid.UUID) -> tuple[Artifact, Path]:
         """Return an artifact's row and the path of its file; NotFound if either is missing."""

@@ -86,7 +86,6 @@ def build_rows(
                 "type": job_type.name,
                 "model": model,
                 "params": params,
-                "status": JobStatus.QUEUED,
                 "batch_id": batch.id,
                 "batch_index": index,
                 "custom_id": item.custom_id,

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
 log = logging.getLogger(__name__)
+
+TERMINAL_STATES = frozenset({"succeeded", "failed", "canceled"})
 
 
 class StatusCache:
@@ -41,6 +45,28 @@ class StatusCache:
                 self._redis.delete(*[self.key(i) for i in job_ids[start : start + 1000]])
         except redis.RedisError as exc:
             log.warning("status cache delete failed: %s", exc)
+
+    def wait(
+        self, job_id: str, deadline: float, read: Callable[[], dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
+        """Return ``read()`` once the job's events show it ended, or at the deadline."""
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(f"aigc:events:{job_id}")
+            job = read()  # after subscribing, so no event can slip between read and listen
+            while job is not None and job["status"] not in TERMINAL_STATES:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                message = pubsub.get_message(timeout=min(left, 1.0))
+                if message is not None:
+                    job = json.loads(message["data"])
+            return job
+        except redis.RedisError as exc:
+            log.warning("status wait failed for %s: %s", job_id, exc)
+            return read()
+        finally:
+            pubsub.close()
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         """Return the cached snapshot, or None when absent or Redis is down."""

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     artifact_dir: Path = VAR_DIR / "artifacts"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_threads: int = Field(
+        32, ge=1, le=512, description="Threads per gunicorn worker; long polls hold one each."
+    )
     # The URL clients (the CLI) use to reach the API; defaults to host:port above.
     api_url: str | None = None
 

@@ -9,20 +9,21 @@ that owns the lease.
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, literal, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.cache import StatusCache
 from shared.db import utcnow
 from shared.errors import Conflict, InputError, NotFound, StoreUnavailable
-from shared.models import Batch, Job
+from shared.models import Artifact, Batch, Job, JsonType
 from shared.schemas import JobPublic
 
 
@@ -121,6 +122,8 @@ class JobStore:
 
     def create_batch(self, batch: Batch, rows: list[dict[str, Any]]) -> None:
         """Insert a batch and all its queued jobs in one transaction (a bulk INSERT)."""
+        for row in rows:
+            row["status"] = JobStatus.QUEUED
         try:
             with self.sessions() as session:
                 session.add(batch)
@@ -188,6 +191,21 @@ class JobStore:
             return hit
         job = self.get(job_id)
         return to_public(job) if job else None
+
+    def wait_public(self, job_id: uuid.UUID, wait_s: float) -> dict[str, Any] | None:
+        """Return the job once it is terminal or ``wait_s`` has passed (a long poll).
+
+        With Redis, the wait listens to the job's event channel; without it, the row is re-read
+        every tenth of a second.
+        """
+        deadline = time.monotonic() + wait_s
+        if self.cache is not None:
+            return self.cache.wait(str(job_id), deadline, lambda: self.get_public(job_id))
+        while True:
+            job = self.get_public(job_id)
+            if job is None or job["status"] in TERMINAL or time.monotonic() >= deadline:
+                return job
+            time.sleep(0.1)
 
     def list(
         self, *, status: str | None, type_: str | None, limit: int, cursor: str | None
@@ -268,9 +286,38 @@ class JobStore:
             job_id, [Job.status == JobStatus.RUNNING, Job.worker_id == token], progress=progress
         )
 
-    def succeed(self, job_id: uuid.UUID, token: str, result: dict[str, Any]) -> Job | None:
-        """Finish a running job with its result; None if this claim no longer owns it."""
-        return self._finish(job_id, token, JobStatus.SUCCEEDED, result=result)
+    def succeed_many(
+        self, token: str, results: dict[uuid.UUID, dict[str, Any]], artifacts: Sequence[Artifact]
+    ) -> list[Job]:
+        """Finish many running jobs of one claim in one transaction, with their artifacts.
+
+        One guarded UPDATE covers them all; artifacts are recorded only for the jobs it matched,
+        so a job whose lease was taken over leaves no rows behind.
+        """
+        if not results:
+            return []
+        stmt = (
+            update(Job)
+            .where(
+                Job.id.in_(list(results)), Job.status == JobStatus.RUNNING, Job.worker_id == token
+            )
+            .values(
+                status=JobStatus.SUCCEEDED,
+                finished_at=utcnow(),
+                lease_expires_at=None,
+                result=case({k: literal(v, JsonType) for k, v in results.items()}, value=Job.id),
+            )
+            .returning(Job)
+            .execution_options(synchronize_session=False)
+        )
+        with self._session() as session:
+            done = list(session.scalars(stmt))
+            ids = {job.id for job in done}
+            session.add_all([a for a in artifacts if a.job_id in ids])
+            session.commit()
+        for job in done:
+            self._snapshot(job)
+        return done
 
     def fail(self, job_id: uuid.UUID, token: str, code: str, message: str) -> Job | None:
         """Finish a running job as failed."""

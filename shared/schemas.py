@@ -67,6 +67,17 @@ class JobsPublic(BaseModel):
     next_cursor: str | None
 
 
+class JobQuery(Strict):
+    """Query string of ``GET /v1/jobs/{id}``."""
+
+    wait_s: float = Field(
+        0,
+        ge=0,
+        le=60,
+        description="Long-poll: wait up to this long for the job to end before answering.",
+    )
+
+
 class JobsQuery(Strict):
     """Query string of ``GET /v1/jobs``."""
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.artifacts import artifact_url
 from shared.errors import JobCanceled, LeaseLost
-from shared.models import Job
+from shared.models import Artifact, Job
 from shared.services import Services
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class JobContext:
         self.token = token
         self.services = services
         self.finished = False
+        self.pending_artifacts: list[Artifact] = []
         self._cancel = threading.Event()
         self._lost = threading.Event()
         self._last_poll = time.monotonic()
@@ -81,9 +82,20 @@ class JobContext:
         if self.services.store.set_progress(self.job.id, self.token, data) is None:
             self._lost.set()
 
-    def save_artifact(self, kind: str, media_type: str, data: bytes, suffix: str) -> dict[str, Any]:
-        """Store a file produced by this job and return its public description."""
-        row = self.services.artifacts.save(self.job.id, kind, media_type, data, suffix)
+    def save_artifact(
+        self, kind: str, media_type: str, data: bytes, suffix: str, *, defer: bool = False
+    ) -> dict[str, Any]:
+        """Store a file produced by this job and return its public description.
+
+        ``defer`` records the row together with the job's success (one transaction for a whole
+        chunk) instead of at once; use it for outputs nobody needs before the job ends.
+        """
+        store = self.services.artifacts
+        if defer:
+            row = store.write(self.job.id, kind, media_type, data, suffix)
+            self.pending_artifacts.append(row)
+        else:
+            row = store.save(self.job.id, kind, media_type, data, suffix)
         return {
             "id": str(row.id),
             "kind": kind,

@@ -62,14 +62,24 @@ class ModelCache:
         self.services = services
         self.capacity = capacity
         self._models: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
+        self._by_ref: dict[tuple[str, str | None], tuple[str, int]] = {}
         self._lock = threading.Lock()
         self.loads = 0
 
     def get(self, ref: str, kind: str | None = None) -> LoadedModel:
         """Return the loaded model a reference names, loading it on first use."""
+        with self._lock:
+            # Jobs name an exact version (resolved at submit), and a version never changes, so
+            # a loaded one is found without asking the registry again.
+            hit = self._by_ref.get((ref, kind))
+            if hit is not None and hit in self._models:
+                self._models.move_to_end(hit)
+                return self._models[hit]
         resolved = self.services.registry.resolve(ref, kind)
         key = (resolved.name, resolved.version)
         with self._lock:
+            if ":" in ref:
+                self._by_ref[(ref, kind)] = key
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]

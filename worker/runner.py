@@ -54,27 +54,44 @@ def execute(job_ids: list[uuid.UUID], services: Services) -> list[Outcome]:
     contexts = [JobContext(job, token, services) for job in jobs]
     with Heartbeat(contexts, services.settings.heartbeat_s):
         if len(contexts) == 1:
-            return [run_claimed(contexts[0]), *dropped]
-        with ThreadPoolExecutor(len(contexts), thread_name_prefix="aigc-job") as pool:
-            return [*pool.map(run_claimed, contexts), *dropped]
+            ran = [run_handler(contexts[0])]
+        else:
+            with ThreadPoolExecutor(len(contexts), thread_name_prefix="aigc-job") as pool:
+                ran = list(pool.map(run_handler, contexts))
+        outcomes = _commit_successes(contexts, ran, services)
+    return [*outcomes, *dropped]
 
 
-def run_claimed(ctx: JobContext) -> Outcome:
-    """Run one claimed job's handler and record its outcome."""
+def run_handler(ctx: JobContext) -> Outcome | dict[str, Any]:
+    """Run one claimed job's handler; return its result, or the outcome already recorded."""
     try:
-        try:
-            result = _call_handler(ctx)
-        except BaseException as exc:
-            return _record_failure(ctx, exc)
-        if ctx.should_stop():
-            return _record_stop(ctx)
-        job = ctx.services.store.succeed(ctx.job_id, ctx.token, result)
-        outcome = _ended(job, Outcome.SUCCEEDED)
-        if outcome is Outcome.SUCCEEDED:
-            ctx.discard_workdir()
-        return outcome
-    finally:
+        result = _call_handler(ctx)
+    except BaseException as exc:
         ctx.finished = True
+        return _record_failure(ctx, exc)
+    if ctx.should_stop():
+        ctx.finished = True
+        return _record_stop(ctx)
+    return result
+
+
+def _commit_successes(
+    contexts: list[JobContext], ran: list[Outcome | dict[str, Any]], services: Services
+) -> list[Outcome]:
+    """Record every successful job of one claim in one transaction, with its artifacts."""
+    results = {c.job_id: r for c, r in zip(contexts, ran, strict=True) if isinstance(r, dict)}
+    artifacts = [a for c in contexts if c.job_id in results for a in c.pending_artifacts]
+    done = {job.id for job in services.store.succeed_many(contexts[0].token, results, artifacts)}
+    outcomes = []
+    for ctx, outcome in zip(contexts, ran, strict=True):
+        if isinstance(outcome, dict):
+            # A job missing from `done` was taken over by a newer claim: its result is dropped.
+            outcome = Outcome.SUCCEEDED if ctx.job_id in done else Outcome.LEASE_LOST
+            if outcome is Outcome.SUCCEEDED:
+                ctx.discard_workdir()
+        ctx.finished = True
+        outcomes.append(outcome)
+    return outcomes
 
 
 def _call_handler(ctx: JobContext) -> dict[str, Any]:

@@ -33,7 +33,10 @@ def generate(ctx: JobContext, params: ImageGenerateParams) -> dict[str, Any]:
     else:
         images, batching = generate_images(loaded.model, params.n, params.seed), None
     ctx.check()
-    stored = [ctx.save_artifact("image", "image/png", encode_png(img), ".png") for img in images]
+    stored = [
+        ctx.save_artifact("image", "image/png", encode_png(img), ".png", defer=True)
+        for img in images
+    ]
     height, width, channels = images.shape[1:]
     return {
         "images": stored,
