@@ -27,16 +27,17 @@ class StatusCache:
         """Return the Redis key of a job's snapshot."""
         return f"aigc:job:{job_id}"
 
-    def put(self, job_id: str, snapshot: dict[str, Any]) -> None:
-        """Store a snapshot and announce it on the job's channel."""
-        data = json.dumps(snapshot, default=str)
+    def put_many(self, snapshots: dict[str, dict[str, Any]]) -> None:
+        """Store snapshots and announce each on its job's channel, in one round trip."""
         try:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.setex(self.key(job_id), self._ttl_s, data)
-            pipe.publish(f"aigc:events:{job_id}", data)
+            for job_id, snapshot in snapshots.items():
+                data = json.dumps(snapshot, default=str)
+                pipe.setex(self.key(job_id), self._ttl_s, data)
+                pipe.publish(f"aigc:events:{job_id}", data)
             pipe.execute()
         except redis.RedisError as exc:
-            log.warning("status cache write failed for %s: %s", job_id, exc)
+            log.warning("status cache write failed for %d jobs: %s", len(snapshots), exc)
 
     def forget(self, job_ids: list[str]) -> None:
         """Drop snapshots after a bulk change, so readers go to the database."""

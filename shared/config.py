@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     decode_chunk_steps: int = Field(16, ge=1, le=1024, description="Steps between joins.")
     generate_batching: bool = True
 
+    # Import Keras in the background when a worker (child) starts, before its first job.
+    warmup_imports: bool = True
+
     # GPU workers.
     gpu_memory_growth: bool = Field(True, description="Allocate GPU memory on demand.")
 

@@ -96,9 +96,9 @@ class JobStore:
         except OperationalError as exc:  # pragma: no cover - engine creation is lazy
             raise StoreUnavailable(str(exc)) from exc
 
-    def _snapshot(self, job: Job) -> None:
-        if self.cache is not None:
-            self.cache.put(str(job.id), to_public(job))
+    def _snapshot(self, *jobs: Job) -> None:
+        if self.cache is not None and jobs:
+            self.cache.put_many({str(job.id): to_public(job) for job in jobs})
 
     # -- creating and reading --------------------------------------------------------------
     def create(self, jobs: Sequence[Job]) -> list[Job]:
@@ -116,8 +116,7 @@ class JobStore:
                 session.commit()
         except OperationalError as exc:
             raise StoreUnavailable("the job store is unavailable") from exc
-        for job in jobs:
-            self._snapshot(job)
+        self._snapshot(*jobs)
         return list(jobs)
 
     def create_batch(self, batch: Batch, rows: list[dict[str, Any]]) -> None:
@@ -261,8 +260,7 @@ class JobStore:
         with self._session() as session:
             jobs = list(session.scalars(stmt))
             session.commit()
-        for job in jobs:
-            self._snapshot(job)
+        self._snapshot(*jobs)
         order = {job_id: i for i, job_id in enumerate(job_ids)}
         return sorted(jobs, key=lambda j: order[j.id])
 
@@ -315,8 +313,7 @@ class JobStore:
             ids = {job.id for job in done}
             session.add_all([a for a in artifacts if a.job_id in ids])
             session.commit()
-        for job in done:
-            self._snapshot(job)
+        self._snapshot(*done)
         return done
 
     def fail(self, job_id: uuid.UUID, token: str, code: str, message: str) -> Job | None:

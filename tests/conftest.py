@@ -39,6 +39,8 @@ TEST_SETTINGS: dict[str, Any] = {
     "republish_after_s": 3.0,
     "reconcile_interval_s": 0.5,
     "broker_poll_interval_s": 0.05,
+    # Keep worker restarts cheap: the platform tests never need Keras in the worker.
+    "warmup_imports": False,
     "max_attempts": 3,
     "plugins": ["tests.fixtures.jobtypes"],
 }

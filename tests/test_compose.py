@@ -169,7 +169,7 @@ def test_worker_generate_owns_one_gpu(services: dict[str, Any]) -> None:
     cmd = command(svc)
     assert cmd[:2] == ["aigc", "worker"]
     assert option(cmd, "--queues", "-Q") == "generate"
-    assert option(cmd, "--concurrency", "-c") == "1"
+    assert option(cmd, "--pool") == "threads"  # one process per GPU, jobs batched in it
     assert option(cmd, "--name", "-n") == "gpu0@%h"
     [device] = gpu_devices(svc)
     assert device["driver"] == "nvidia"

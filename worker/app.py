@@ -6,12 +6,13 @@ job, after the prefork pool has forked, never by the parent.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import uuid
 from functools import lru_cache
 
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 from shared.celery_app import RECONCILE_TASK, RUN_CHUNK_TASK, RUN_JOB_TASK, make_celery
 from shared.config import get_settings
@@ -31,15 +32,39 @@ def services() -> Services:
 
 
 @worker_process_init.connect
-def _warm_models(**_: object) -> None:
-    """Load AIGC_WARM_MODELS in the background, so the child reports ready within Celery's 4 s."""
-    refs = get_settings().warm_models
-    if refs:
-        from worker.model_cache import model_cache
+def _prefork_child_ready(**_: object) -> None:
+    """Warm up a prefork child: this process runs the jobs, after the fork."""
+    _start_warmup()
 
-        threading.Thread(
-            target=lambda: model_cache(services()).warm(refs), name="warm-models", daemon=True
-        ).start()
+
+@worker_ready.connect
+def _worker_ready(sender: object = None, **_: object) -> None:
+    """Warm up a thread-pool worker, which runs jobs in its own process (nothing forks)."""
+    pool = getattr(sender, "pool", None)
+    if pool is not None and "prefork" not in type(pool).__module__:
+        _start_warmup()
+
+
+def _start_warmup() -> None:
+    # In the background, so a prefork child still reports ready within Celery's 4 s.
+    threading.Thread(target=_warmup, name="aigc-warmup", daemon=True).start()
+
+
+def _warmup() -> None:
+    """Import Keras and the model code, then load AIGC_WARM_MODELS, before the first job."""
+    try:
+        # Imports Keras and its backend once, off the path of the first job.
+        if get_settings().warmup_imports:
+            for module in ("worker.ml.decode", "worker.ml.image", "worker.handlers.text"):
+                importlib.import_module(module)
+
+        refs = get_settings().warm_models
+        if refs:
+            from worker.model_cache import model_cache
+
+            model_cache(services()).warm(refs)
+    except Exception:
+        log.exception("warm-up failed; models will load on first use")
 
 
 @celery.task(name=RUN_JOB_TASK, ignore_result=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 
 import pytest
@@ -203,3 +204,17 @@ def test_status_snapshots_are_cached_in_redis(stack: Stack) -> None:
     assert 0 < cache.ttl(f"aigc:job:{job['id']}") <= stack.settings.status_cache_ttl_s
     cache.delete(f"aigc:job:{job['id']}")
     assert stack.api.job(job["id"])["status"] == "succeeded"  # falls back to the database
+
+
+def test_long_poll_answers_when_the_job_ends(stack: Stack) -> None:
+    job = stack.api.submit("test.sleep", {"seconds": 1.0, "steps": 4})
+    started = time.monotonic()
+    resp = stack.api.get(f"/v1/jobs/{job['id']}", params={"wait_s": 20})
+    waited = time.monotonic() - started
+    assert resp.status_code == 200 and resp.json()["status"] == "succeeded"
+    assert waited < 15, "the long poll did not return when the job ended"
+    running = stack.api.submit("test.sleep", {"seconds": 5, "steps": 50})
+    early = stack.api.get(f"/v1/jobs/{running['id']}", params={"wait_s": 0.5}).json()
+    assert early["status"] in ("queued", "running")
+    assert stack.api.get(f"/v1/jobs/{job['id']}", params={"wait_s": 61}).status_code == 422
+    stack.api.post(f"/v1/jobs/{running['id']}/cancel")
