@@ -32,7 +32,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install
+bench: install ## The benchmark suite against PostgreSQL and Redis on this machine.
 	$(BIN)/python -m bench
 
 clean:

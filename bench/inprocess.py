@@ -86,6 +86,29 @@ def scheduler_path(
         sched.close()
 
 
+def single_latency(gen: Any, max_tokens: int, chunk_steps: int, repeats: int = 10) -> dict:
+    """Seconds for one lone request: through the batching scheduler, and decoded directly."""
+    from worker.scheduler import TextRequest, TextScheduler
+
+    prompt = _prompts(1, gen.vocab_size)[0]
+    direct_args = ([prompt], [max_tokens], [1.0], [None], [0])
+    gen.generate(*direct_args)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        gen.generate(*direct_args)
+    direct = (time.perf_counter() - started) / repeats
+    sched = TextScheduler(gen, max_batch=64, chunk_steps=chunk_steps)
+    try:
+        sched.submit(TextRequest(prompt, max_tokens, 1.0, None, 0)).result()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            sched.submit(TextRequest(prompt, max_tokens, 1.0, None, 0)).result()
+        batched = (time.perf_counter() - started) / repeats
+    finally:
+        sched.close()
+    return {"direct_s": direct, "scheduler_s": batched}
+
+
 def image_rates(batch: int, total: int, image_size: int = 32) -> dict[str, float]:
     """Images/s of the generator alone and with PNG encoding, at one batch size."""
     import keras
@@ -160,6 +183,8 @@ def main() -> None:
             }
         )
         print(json.dumps(report["text"][-1]), flush=True)
+    report["single_request"] = single_latency(gen, args.max_tokens, args.chunk_steps)
+    print(json.dumps(report["single_request"]), flush=True)
     for batch in (int(b) for b in args.image_batches.split(",")):
         rates = image_rates(batch, args.images)
         report["images"].append({"batch": batch, **{k: round(v, 1) for k, v in rates.items()}})

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         worker = start_worker(env, workdir, "generate", "threads", 64)
         procs.append(worker)
         report["text"] = _text(client, text_model, args)
+        report["single_request"] = _single(args)
         report["images"] = _images(client, image_model, args)
         report["api"] = _api(client, args)
         procs.append(
@@ -76,6 +77,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             proc.stop()
         svc.close()
     return report
+
+
+def _single(args: argparse.Namespace) -> dict[str, float]:
+    gen = inprocess.text_generator(args.preset)
+    return inprocess.single_latency(gen, args.max_tokens, 16)
 
 
 def _text(client: e2e.Client, model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -176,6 +182,13 @@ def table(report: dict[str, Any]) -> str:
         f"| 1 | text tokens/s at concurrency 64 | {c64:.0f} | naive per-token Celery "
         f"path: {naive:.0f} | {_ratio(c64, naive):.1f}× | ≥ 8× |"
     )
+    one = report.get("single_request")
+    if one:
+        rows.append(
+            f"| 1 | one lone request, batching on (scheduler) | {one['scheduler_s'] * 1000:.1f} ms "
+            f"| batching off (direct compiled call): {one['direct_s'] * 1000:.1f} ms | "
+            f"{_ratio(one['scheduler_s'], one['direct_s']):.2f} | ≤ 1 (no worse) |"
+        )
     img = report["images"]
     rows.append(
         f"| 2 | images/s, {img['succeeded']}-image bulk batch | "

@@ -27,7 +27,6 @@ from shared.errors import JobCanceled
 log = logging.getLogger(__name__)
 
 _STOP = object()
-IDLE_CHUNK_FACTOR = 4
 
 
 @dataclass
@@ -200,11 +199,8 @@ class TextScheduler(_Owner):
         self.active = {i: self.active[slot] for i, slot in enumerate(live)}
 
     def _step(self) -> None:
-        # Longer chunks while nobody waits to join: fewer host round trips per token.
-        waiting = self.backlog or not self.inbox.empty()
-        steps = self.chunk_steps if waiting else self.chunk_steps * IDLE_CHUNK_FACTOR
         started = time.perf_counter()
-        self.state = self.gen.decode_chunk(self.state, steps)
+        self.state = self.gen.decode_chunk(self.state, self.chunk_steps)
         seconds = time.perf_counter() - started
         self.stats.record(len(self.active), seconds)
         for req in self.active.values():
