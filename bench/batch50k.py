@@ -15,7 +15,15 @@ from pathlib import Path
 
 import requests
 
-from bench.stack import env_for, free_port, fresh_database, settings_values, start_api, start_worker
+from bench.stack import (
+    env_for,
+    free_port,
+    fresh_database,
+    settings_values,
+    start_api,
+    start_reconciler,
+    start_worker,
+)
 
 
 def main() -> None:
@@ -32,7 +40,11 @@ def main() -> None:
     migrate.upgrade(Settings(**{**values, "plugins": [values["plugins"]]}))
     port = free_port()
     env = env_for(values)
-    procs = [start_api(env, workdir, port), start_worker(env, workdir, "w", "threads", 64)]
+    procs = [
+        start_api(env, workdir, port),
+        start_worker(env, workdir, "w", "threads", 64),
+        start_reconciler(env, workdir),
+    ]
     base = f"http://127.0.0.1:{port}"
     try:
         print(json.dumps(run(base, args.items), indent=2))

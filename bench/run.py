@@ -21,6 +21,7 @@ from bench.stack import (
     fresh_database,
     settings_values,
     start_api,
+    start_reconciler,
     start_worker,
 )
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     image_model = register_image_model(svc, "bench-image")
     port = free_port()
     env = env_for(values, generate_max_batch=64, generate_threads=64)
-    procs = [start_api(env, workdir, port)]
+    procs = [start_api(env, workdir, port), start_reconciler(env, workdir)]
     client = e2e.Client(f"http://127.0.0.1:{port}")
     report: dict[str, Any] = {"machine": inprocess.machine(), "workdir": str(workdir)}
     try:

@@ -141,3 +141,8 @@ def start_worker(
     proc = Proc(name, cmd, env, workdir)
     time.sleep(4)
     return proc
+
+
+def start_reconciler(env: dict[str, str], workdir: Path) -> Proc:
+    """Start ``aigc reconcile``, as production runs it beside the workers."""
+    return Proc("reconciler", [sys.executable, "-m", "api.cli", "reconcile"], env, workdir)

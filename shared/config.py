@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     # The URL clients (the CLI) use to reach the API; defaults to host:port above.
     api_url: str | None = None
 
+    # Connections per process (API worker or Celery worker); keep the sum of all processes
+    # under PostgreSQL's max_connections.
+    db_pool_size: int = Field(5, ge=1, le=200)
+    db_max_overflow: int = Field(10, ge=0, le=200)
+
     # Delivery.
     lease_s: float = Field(30.0, gt=0, description="Seconds a running job's lease lasts.")
     heartbeat_s: float = Field(10.0, gt=0, description="Seconds between lease renewals.")

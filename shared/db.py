@@ -35,13 +35,25 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine tuned for the job store's short, concurrent transactions."""
+def make_engine(
+    url: str, pool_size: int = 5, max_overflow: int = 10, pool_timeout_s: float = 60.0
+) -> Engine:
+    """Create an engine tuned for the job store's short, concurrent transactions.
+
+    The pool is small on purpose: every API and worker process has one, and together they must
+    stay under PostgreSQL's max_connections; threads beyond it wait their turn instead.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout_s,
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:

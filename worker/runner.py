@@ -69,7 +69,7 @@ def run_handler(ctx: JobContext) -> Outcome | dict[str, Any]:
     except BaseException as exc:
         ctx.finished = True
         return _record_failure(ctx, exc)
-    if ctx.should_stop():
+    if ctx.stop_flag():  # what the heartbeat saw; no extra read per job on the hot path
         ctx.finished = True
         return _record_stop(ctx)
     return result
