@@ -112,29 +112,13 @@ def worker_process(
     pool: str = "prefork",
     concurrency: int = 1,
 ) -> Process:
-    """Return (not started) a real Celery worker process."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.app",
-        "worker",
-        "-Q",
-        queues,
-        "-c",
-        str(concurrency),
-        "--pool",
-        pool,
-        "-l",
-        "info",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "-n",
-        f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
-    ]
-    return Process(cmd, env, log_dir / "worker.log", ready_line=" ready.")
+    """Return (not started) a real Celery worker process, started as ``aigc worker`` starts one."""
+    from api.stack import worker_command
+    from shared.config import Settings
+
+    name = f"test-{os.getpid()}-{time.monotonic_ns()}@%h"
+    cmd = worker_command(Settings(), queues=queues, concurrency=concurrency, pool=pool, name=name)
+    return Process([*cmd, "--without-heartbeat"], env, log_dir / "worker.log", ready_line=" ready.")
 
 
 def api_process(env: dict[str, str], log_dir: Path, port: int) -> Process:
