@@ -111,7 +111,7 @@ def run_stack(
 ) -> int:
     """Migrate, start the API and a worker, reconcile in-process, and stop all on a signal."""
     from shared import migrate
-    from shared.reconciler import run_forever
+    from shared.reconciler import start_thread
     from shared.services import build_services
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -132,19 +132,13 @@ def run_stack(
     ]
     svc = build_services(settings)
     stop = threading.Event()
-    reconciler = threading.Thread(
-        target=run_forever,
-        name="reconciler",
-        daemon=True,
-        kwargs={
-            "store": svc.store,
-            "publisher": svc.publisher,
-            "stop": stop,
-            "interval_s": settings.reconcile_interval_s,
-            "republish_after_s": settings.republish_after_s,
-        },
+    start_thread(
+        svc.store,
+        svc.publisher,
+        interval_s=settings.reconcile_interval_s,
+        republish_after_s=settings.republish_after_s,
+        stop=stop,
     )
-    reconciler.start()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(f"aigc-queue is up: API at {settings.public_api_url} (Ctrl-C stops it)", flush=True)

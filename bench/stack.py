@@ -85,18 +85,11 @@ class Proc:
 
 def start_api(env: dict[str, str], workdir: Path, port: int, workers: int = 2) -> Proc:
     """Start gunicorn and wait for /healthz."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        "64",
-        "api.wsgi:app",
-    ]
+    from api.stack import api_command
+    from shared.config import Settings
+
+    settings = Settings(api_host="127.0.0.1", api_port=port, api_threads=64)
+    cmd = api_command(settings, workers)
     proc = Proc("api", cmd, env, workdir)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -79,3 +79,28 @@ def run_forever(
         except Exception:
             log.exception("reconcile pass failed; will try again")
         stop.wait(interval_s)
+
+
+def start_thread(
+    store: JobStore,
+    publisher: Publisher,
+    *,
+    interval_s: float,
+    republish_after_s: float,
+    stop: threading.Event,
+) -> threading.Thread:
+    """Run the reconciler in a daemon thread of this process until ``stop`` is set."""
+    thread = threading.Thread(
+        target=run_forever,
+        name="reconciler",
+        daemon=True,
+        kwargs={
+            "store": store,
+            "publisher": publisher,
+            "stop": stop,
+            "interval_s": interval_s,
+            "republish_after_s": republish_after_s,
+        },
+    )
+    thread.start()
+    return thread

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 
 from shared import migrate
 from shared.config import Settings
-from shared.reconciler import run_forever
+from shared.reconciler import start_thread
 from shared.services import Services, build_services
 from tests.support import (
     CI,
@@ -144,18 +144,13 @@ def stack(
     api = Api(f"http://127.0.0.1:{port}")
     api.wait_ready()
     stop = threading.Event()
-    reconciler = threading.Thread(
-        target=run_forever,
-        daemon=True,
-        kwargs={
-            "store": services.store,
-            "publisher": services.publisher,
-            "stop": stop,
-            "interval_s": settings.reconcile_interval_s,
-            "republish_after_s": settings.republish_after_s,
-        },
+    reconciler = start_thread(
+        services.store,
+        services.publisher,
+        stop=stop,
+        interval_s=settings.reconcile_interval_s,
+        republish_after_s=settings.republish_after_s,
     )
-    reconciler.start()
     yield Stack(request.param, settings, env, services, worker, api_server, api, tmp)
     stop.set()
     reconciler.join(5)

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -122,19 +121,11 @@ def worker_process(
 
 
 def api_process(env: dict[str, str], log_dir: Path, port: int) -> Process:
-    """Return (not started) the API under gunicorn on ``port``."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "2",
-        "--threads",
-        "4",
-        "api.wsgi:app",
-    ]
+    """Return (not started) the API under gunicorn on ``port``, as ``aigc api`` starts it."""
+    from api.stack import api_command
+    from shared.config import Settings
+
+    cmd = api_command(Settings(api_host="127.0.0.1", api_port=port, api_threads=4), workers=2)
     return Process(cmd, env, log_dir / "api.log", ready_line="Booting worker")
 
 

@@ -64,7 +64,6 @@ class ModelCache:
         self._models: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._by_ref: dict[tuple[str, str | None], tuple[str, int]] = {}
         self._lock = threading.Lock()
-        self.loads = 0
 
     def get(self, ref: str, kind: str | None = None) -> LoadedModel:
         """Return the loaded model a reference names, loading it on first use."""
@@ -96,7 +95,6 @@ class ModelCache:
 
         _, path = self.services.artifacts.get(resolved.artifact_id)
         model = load_model_verified(path, resolved.sha256)
-        self.loads += 1
         log.info("loaded model %s (%s)", resolved.ref, resolved.kind)
         if resolved.kind != "text":
             return LoadedModel(resolved, model)
