@@ -62,6 +62,7 @@ RUN pip install -r /tmp/requirements/core.txt
 COPY api/ api/
 COPY shared/ shared/
 COPY worker/ worker/
+COPY ops/ ops/
 COPY migrations/ migrations/
 RUN pip install -e . && rm -rf build
 
@@ -88,6 +89,7 @@ RUN pip install -r /tmp/requirements/core.txt -r /tmp/requirements/${WORKER_REQU
 COPY api/ api/
 COPY shared/ shared/
 COPY worker/ worker/
+COPY ops/ ops/
 COPY migrations/ migrations/
 RUN pip install -e ".[worker]" && rm -rf build
 

@@ -9,7 +9,8 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context, ur
 
 from api import services
 from api.requests import json_body, path_uuid
-from shared.batches import (
+from shared.errors import InputError
+from shared.jobs.batches import (
     MAX_BYTES,
     BatchCreate,
     batch_status,
@@ -18,9 +19,8 @@ from shared.batches import (
     stream_results,
     submit_batch,
 )
-from shared.errors import InputError
-from shared.models import Batch
-from shared.registry import submission_check
+from shared.models.registry import submission_check
+from shared.tables import Batch
 
 bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
 

@@ -6,9 +6,9 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
 from api import services
-from shared.datasets import Limits, normalize
+from shared.data.datasets import Limits, normalize
 from shared.errors import InputError, PayloadTooLarge
-from shared.models import Dataset
+from shared.tables import Dataset
 
 bp = Blueprint("datasets", __name__, url_prefix="/v1/datasets")
 

@@ -7,10 +7,10 @@ from flask import Blueprint, Response, jsonify, url_for
 from api import services
 from api.requests import json_body, path_uuid, query
 from shared.errors import NotFound
-from shared.jobs import JobStatus, to_public
-from shared.registry import submission_check
-from shared.schemas import JobCreate, JobQuery, JobsPublic, JobsQuery
-from shared.submit import build_job, submit
+from shared.jobs.schemas import JobCreate, JobQuery, JobsPublic, JobsQuery
+from shared.jobs.store import JobStatus, to_public
+from shared.jobs.submit import build_job, submit
+from shared.models.registry import submission_check
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 

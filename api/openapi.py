@@ -7,8 +7,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
-from shared import jobtypes
-from shared.schemas import ArtifactPublic, JobCreate, JobPublic, JobsPublic, Problem
+from shared.jobs import jobtypes
+from shared.jobs.schemas import ArtifactPublic, JobCreate, JobPublic, JobsPublic, Problem
 
 bp = Blueprint("openapi", __name__)
 

@@ -9,7 +9,7 @@ from flask import request
 from pydantic import BaseModel
 
 from shared.errors import InputError, NotFound
-from shared.submit import parse_model
+from shared.jobs.submit import parse_model
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -135,7 +135,7 @@ def fit_rate(preset: str, chars: int, epochs: int = 1) -> dict[str, float]:
     """Tokens/s of bare ``model.fit`` on the built-in corpus, as a text.train job would run it."""
     import keras
 
-    from shared.tokenizers import Tokenizer
+    from shared.models.tokenizers import Tokenizer
     from worker.handlers.text import builtin_corpus
     from worker.ml.text import (
         PRESETS,

@@ -6,8 +6,8 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from shared.models.tokenizers import Tokenizer
 from shared.services import Services
-from shared.tokenizers import Tokenizer
 
 
 def register_text_model(svc: Services, name: str, preset: str = "small") -> str:

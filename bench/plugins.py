@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from shared.jobtypes import JobType, register
-from shared.params import Params, TextGenerateParams
+from shared.jobs.jobtypes import JobType, register
+from shared.jobs.params import Params, TextGenerateParams
 from worker.context import JobContext
 from worker.model_cache import model_cache
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from bench.ngram import CharNgram
 from shared.config import get_settings
+from shared.models.tokenizers import Tokenizer
 from shared.services import build_services
-from shared.tokenizers import Tokenizer
 
 
 def text_report(ref: str, max_chars: int, val_split: float, eval_chars: int) -> dict:

@@ -85,7 +85,7 @@ class Proc:
 
 def start_api(env: dict[str, str], workdir: Path, port: int, workers: int = 2) -> Proc:
     """Start gunicorn and wait for /healthz."""
-    from api.stack import api_command
+    from ops.launcher import api_command
     from shared.config import Settings
 
     settings = Settings(api_host="127.0.0.1", api_port=port, api_threads=64)
@@ -138,4 +138,4 @@ def start_worker(
 
 def start_reconciler(env: dict[str, str], workdir: Path) -> Proc:
     """Start ``aigc reconcile``, as production runs it beside the workers."""
-    return Proc("reconciler", [sys.executable, "-m", "api.cli", "reconcile"], env, workdir)
+    return Proc("reconciler", [sys.executable, "-m", "ops.cli", "reconcile"], env, workdir)

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-import shared.models  # noqa: F401 - registers every table on the metadata
+import shared.tables  # noqa: F401 - registers every table on the metadata
 from shared.db import Base
 
 config = context.config

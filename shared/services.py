@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from celery import Celery
 from sqlalchemy import Engine
 
-from shared import jobtypes
-from shared.artifacts import ArtifactStore
-from shared.cache import StatusCache
-from shared.celery_app import make_celery
 from shared.config import Settings
+from shared.data.artifacts import ArtifactStore
 from shared.db import make_engine, make_session_factory
-from shared.jobs import JobStore
-from shared.publish import Publisher
-from shared.registry import ModelRegistry
+from shared.delivery.celery_app import make_celery
+from shared.delivery.publish import Publisher
+from shared.jobs import jobtypes
+from shared.jobs.cache import StatusCache
+from shared.jobs.store import JobStore
+from shared.models.registry import ModelRegistry
 
 
 @dataclass

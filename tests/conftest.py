@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 
 from shared import migrate
 from shared.config import Settings
-from shared.reconciler import start_thread
+from shared.delivery.reconciler import start_thread
 from shared.services import Services, build_services
 from tests.support import (
     CI,

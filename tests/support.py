@@ -112,7 +112,7 @@ def worker_process(
     concurrency: int = 1,
 ) -> Process:
     """Return (not started) a real Celery worker process, started as ``aigc worker`` starts one."""
-    from api.stack import worker_command
+    from ops.launcher import worker_command
     from shared.config import Settings
 
     name = f"test-{os.getpid()}-{time.monotonic_ns()}@%h"
@@ -122,7 +122,7 @@ def worker_process(
 
 def api_process(env: dict[str, str], log_dir: Path, port: int) -> Process:
     """Return (not started) the API under gunicorn on ``port``, as ``aigc api`` starts it."""
-    from api.stack import api_command
+    from ops.launcher import api_command
     from shared.config import Settings
 
     cmd = api_command(Settings(api_host="127.0.0.1", api_port=port, api_threads=4), workers=2)

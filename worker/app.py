@@ -14,9 +14,9 @@ from functools import lru_cache
 
 from celery.signals import worker_process_init, worker_ready
 
-from shared.celery_app import RECONCILE_TASK, RUN_CHUNK_TASK, RUN_JOB_TASK, make_celery
 from shared.config import get_settings
-from shared.reconciler import reconcile_once
+from shared.delivery.celery_app import RECONCILE_TASK, RUN_CHUNK_TASK, RUN_JOB_TASK, make_celery
+from shared.delivery.reconciler import reconcile_once
 from shared.services import Services, build_services
 from worker.runner import execute
 

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.artifacts import artifact_url
+from shared.data.artifacts import artifact_url
 from shared.errors import JobCanceled, LeaseLost
-from shared.models import Artifact, Job
 from shared.services import Services
+from shared.tables import Artifact, Job
 
 log = logging.getLogger(__name__)
 

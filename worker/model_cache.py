@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.config import Settings
-from shared.registry import ResolvedModel
+from shared.models.registry import ResolvedModel
+from shared.models.tokenizers import Tokenizer
 from shared.services import Services
-from shared.tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
 
-from shared import jobtypes
 from shared.errors import AigcError, InputError, JobCanceled, LeaseLost, RetryableError
-from shared.jobs import JobStatus
+from shared.jobs import jobtypes
+from shared.jobs.status import JobStatus
 from shared.services import Services
 from worker.context import Heartbeat, JobContext
 

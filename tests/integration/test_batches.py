@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from shared.models import Batch, Job
+from shared.tables import Batch, Job
 from tests.conftest import Stack
 from tests.support import wait_for
 

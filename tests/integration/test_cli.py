@@ -20,7 +20,7 @@ def test_aigc_up_runs_a_job_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     env = settings_env(
         {"api_port": port, "plugins": ["tests.fixtures.jobtypes"], "broker_poll_interval_s": 0.05}
     )
-    aigc = [sys.executable, "-m", "api.cli"]
+    aigc = [sys.executable, "-m", "ops.cli"]
     log = tmp_path / "up.log"
     # Run from an empty folder: the embedded defaults live under ./var there.
     up = subprocess.Popen(

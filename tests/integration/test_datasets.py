@@ -7,9 +7,9 @@ import io
 import pytest
 from sqlalchemy import func, select
 
-from shared.models import Artifact, Dataset
+from shared.tables import Artifact, Dataset
 from tests.conftest import Stack
-from tests.shared.test_datasets import make_zip, png
+from tests.shared.data.test_datasets import make_zip, png
 
 pytestmark = pytest.mark.integration
 

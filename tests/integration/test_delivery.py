@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from shared.models import Job
+from shared.tables import Job
 from tests.conftest import Stack
 from tests.support import wait_for
 

@@ -11,7 +11,7 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import func, select
 
-from shared.models import Job
+from shared.tables import Job
 from tests.conftest import Stack
 from tests.support import wait_for
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import InputError
-from shared.models import Dataset
-from shared.registry import ResolvedModel
+from shared.models.registry import ResolvedModel
+from shared.tables import Dataset
 from worker.context import JobContext
 
 STATE_FILE = "state.json"

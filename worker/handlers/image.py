@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from shared.errors import InputError, JobCanceled
-from shared.params import ImageGenerateParams, ImageTrainParams
+from shared.jobs.params import ImageGenerateParams, ImageTrainParams
 from worker.context import JobContext
 from worker.handlers import common
 from worker.model_cache import model_cache

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from shared.errors import InputError, JobCanceled
-from shared.params import TextGenerateParams, TextTrainParams
-from shared.tokenizers import Tokenizer
+from shared.jobs.params import TextGenerateParams, TextTrainParams
+from shared.models.tokenizers import Tokenizer
 from worker.context import JobContext
 from worker.handlers import common
 from worker.model_cache import model_cache

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from shared.tokenizers import PAD_ID, Tokenizer
+from shared.models.tokenizers import PAD_ID, Tokenizer
 
 # Arrays the compiled loop updates; everything else in the state is read-only inside it.
 LOOP_KEYS = ("h", "c", "last", "pos", "n_gen", "out")

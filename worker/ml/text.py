@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import keras
 import numpy as np
 
-from shared.tokenizers import Tokenizer
+from shared.models.tokenizers import Tokenizer
 from worker.ml.decode import (
     DecodeState,
     TextGenerator,

@@ -19,7 +19,7 @@ def corpus() -> str:
 @pytest.fixture(scope="session")
 def char_tokenizer(corpus: str):
     """Return a char tokenizer fitted on the corpus."""
-    from shared.tokenizers import Tokenizer
+    from shared.models.tokenizers import Tokenizer
 
     return Tokenizer.fit("char", corpus, max_vocab=256)
 

@@ -22,7 +22,7 @@ import json, sys
 from worker.ml.image import generate_images
 from worker.ml.persist import load_model_verified
 from worker.ml.text import TextGenerator
-from shared.tokenizers import Tokenizer
+from shared.models.tokenizers import Tokenizer
 args = json.loads(sys.argv[1])
 model = load_model_verified(args["text"], args["text_sha"])
 tok = Tokenizer.from_json(args["tokenizer"])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from shared.tokenizers import PAD_ID, UNK_ID, Tokenizer
+from shared.models.tokenizers import PAD_ID, UNK_ID, Tokenizer
 
 
 def test_char_round_trip_and_unknown() -> None:

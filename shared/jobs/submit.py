@@ -9,11 +9,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from shared import jobtypes
 from shared.errors import FieldErrors, InputError
-from shared.models import Job
-from shared.schemas import JobCreate
+from shared.jobs import jobtypes
+from shared.jobs.schemas import JobCreate
 from shared.services import Services
+from shared.tables import Job
 
 # Checks a job's `model` field (and params that depend on the model) against the registry.
 ModelCheck = Callable[[jobtypes.JobType, str, dict[str, Any]], str]

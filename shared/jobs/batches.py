@@ -10,14 +10,14 @@ from typing import Any
 from pydantic import Field
 from sqlalchemy import func, select
 
-from shared import jobtypes
 from shared.db import utcnow
 from shared.errors import FieldErrors, InputError, NotFound, PayloadTooLarge
-from shared.jobs import TERMINAL, JobStatus
-from shared.models import Batch, Job
-from shared.schemas import Strict
+from shared.jobs import jobtypes
+from shared.jobs.schemas import Strict
+from shared.jobs.status import TERMINAL, JobStatus
+from shared.jobs.submit import ModelCheck, check_model_field, parse_model, validate_params
 from shared.services import Services
-from shared.submit import ModelCheck, check_model_field, parse_model, validate_params
+from shared.tables import Batch, Job
 
 MAX_ITEMS = 50_000
 MAX_BYTES = 200 * 1024 * 1024

@@ -8,62 +8,28 @@ that owns the lease.
 
 from __future__ import annotations
 
-import base64
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, insert, literal, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.cache import StatusCache
 from shared.db import utcnow
-from shared.errors import Conflict, InputError, NotFound, StoreUnavailable
-from shared.models import Artifact, Batch, Job, JsonType
-from shared.schemas import JobPublic
-
-
-class JobStatus(StrEnum):
-    """The states of a job: ``queued → running → succeeded | failed | canceled``."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    @property
-    def is_terminal(self) -> bool:
-        """Return whether no transition leaves this state."""
-        return self in TERMINAL
-
-
-TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+from shared.errors import Conflict, NotFound, StoreUnavailable
+from shared.jobs.cache import StatusCache
+from shared.jobs.cursor import decode_cursor, encode_cursor
+from shared.jobs.schemas import JobPublic
+from shared.jobs.status import TERMINAL, JobStatus
+from shared.tables import Artifact, Batch, Job, JsonType
 
 
 def error_doc(code: str, message: str) -> dict[str, str]:
     """Return the ``{code, message}`` document stored in ``jobs.error``."""
     return {"code": code, "message": message[:2000]}
-
-
-def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
-    """Return an opaque keyset cursor for the row at (created_at, id)."""
-    raw = f"{created_at.isoformat()}|{job_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """Return (created_at, id) from a cursor, or raise InputError."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, job_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), uuid.UUID(job_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError("cursor is not valid", field="cursor") from exc
 
 
 class JobStore:

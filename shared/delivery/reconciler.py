@@ -6,9 +6,9 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from shared import jobtypes
-from shared.jobs import JobStatus, JobStore
-from shared.publish import Publisher
+from shared.delivery.publish import Publisher
+from shared.jobs import jobtypes
+from shared.jobs.store import JobStatus, JobStore
 
 log = logging.getLogger(__name__)
 

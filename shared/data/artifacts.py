@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import utcnow
 from shared.errors import NotFound
-from shared.models import Artifact
+from shared.tables import Artifact
 
 URI_PREFIX = "local:"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.datasets import Limits, normalize
+from shared.data.datasets import Limits, normalize
 from shared.errors import InputError, PayloadTooLarge
 
 

@@ -8,10 +8,10 @@ import uuid
 from typing import Any
 
 from shared.config import Settings
-from shared.jobs import TERMINAL
-from shared.schemas import JobCreate
+from shared.jobs.schemas import JobCreate
+from shared.jobs.status import TERMINAL
+from shared.jobs.submit import build_job, submit
 from shared.services import Services, build_services
-from shared.submit import build_job, submit
 
 log = logging.getLogger("aigc.bootstrap")
 
@@ -75,6 +75,6 @@ def bootstrap_default_models(settings: Settings, stop: threading.Event) -> None:
 
 
 def _describe(job: dict[str, Any]) -> str:
-    from api.progress import describe, fraction
+    from ops.progress import describe, fraction
 
     return f"{describe(job)} ({fraction(job):.0%})" if job else "unknown"

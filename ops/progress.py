@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from api.client import Client
+from ops.client import Client
 
 
 def fraction(job: dict[str, Any]) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from api.client import ApiError, Client
+from ops.client import ApiError, Client
 from shared.config import get_settings
 
 
@@ -22,7 +22,7 @@ def main() -> None:
 @click.option("--no-bootstrap", is_flag=True, help="Do not train default models on first start.")
 def up(no_bootstrap: bool) -> None:
     """Run the API, one worker and the reconciler on this machine; Ctrl-C stops them all."""
-    from api.stack import run_stack
+    from ops.launcher import run_stack
 
     sys.exit(run_stack(get_settings(), bootstrap=not no_bootstrap))
 
@@ -31,7 +31,7 @@ def up(no_bootstrap: bool) -> None:
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
 def api(workers: int) -> None:
     """Run the HTTP API under gunicorn."""
-    from api.stack import api_command, exec_command
+    from ops.launcher import api_command, exec_command
 
     exec_command(api_command(get_settings(), workers))
 
@@ -55,7 +55,7 @@ def worker(
     gpu: str | None,
 ) -> None:
     """Run a Celery worker consuming the given queues (one worker process per GPU)."""
-    from api.stack import default_pool, exec_command, gpu_env, worker_command
+    from ops.launcher import default_pool, exec_command, gpu_env, worker_command
 
     settings = get_settings()
     queues = queues or settings.worker_queues
@@ -77,7 +77,7 @@ def reconcile(once: bool) -> None:
     """Re-publish lost messages and rescue jobs of dead workers, periodically."""
     import threading
 
-    from shared.reconciler import reconcile_once, run_forever
+    from shared.delivery.reconciler import reconcile_once, run_forever
     from shared.services import build_services
 
     svc = build_services(get_settings())
@@ -146,7 +146,7 @@ def submit(job_type: str, model: str | None, params: tuple[str, ...]) -> None:
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
 def wait(job_id: str, timeout: float | None) -> None:
     """Wait until a job is terminal, with a progress bar; exit 1 unless it succeeded."""
-    from api.progress import wait_with_bar
+    from ops.progress import wait_with_bar
 
     job = _call(lambda: wait_with_bar(_client(), job_id, timeout))
     click.echo(json.dumps({k: job[k] for k in ("id", "status", "result", "error")}, indent=2))
@@ -196,7 +196,7 @@ def generate_text(
     seed: int | None,
 ) -> None:
     """Continue PROMPT and print the text."""
-    from api.progress import wait_with_bar
+    from ops.progress import wait_with_bar
 
     client = _client()
     params = {
@@ -224,7 +224,7 @@ def generate_image(model: str | None, n: int, seed: int | None, out_dir: str) ->
     """Generate N images and save them as PNG files in OUT."""
     from pathlib import Path
 
-    from api.progress import wait_with_bar
+    from ops.progress import wait_with_bar
 
     client = _client()
     model = model or get_settings().default_image_model
@@ -245,7 +245,7 @@ def generate_image(model: str | None, n: int, seed: int | None, out_dir: str) ->
 @click.option("--param", "-p", "params", multiple=True, help="key=value, e.g. -p epochs=3.")
 def train(kind: str, model: str, params: tuple[str, ...]) -> None:
     """Train a text or image model, showing its progress, and print the registered version."""
-    from api.progress import wait_with_bar
+    from ops.progress import wait_with_bar
 
     client = _client()
     job = _call(lambda: client.submit(f"{kind}.train", model, dict(map(_parse_param, params))))

@@ -9,11 +9,11 @@ from typing import Any
 
 from celery import Celery
 
-from shared import jobtypes
-from shared.celery_app import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.config import Settings
-from shared.jobs import JobStore
-from shared.models import Job
+from shared.delivery.celery_app import RUN_CHUNK_TASK, RUN_JOB_TASK
+from shared.jobs import jobtypes
+from shared.jobs.store import JobStore
+from shared.tables import Job
 
 log = logging.getLogger(__name__)
 

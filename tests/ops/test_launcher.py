@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.stack import default_pool, gpu_env, worker_command
+from ops.launcher import default_pool, gpu_env, worker_command
 from shared.config import Settings
 
 

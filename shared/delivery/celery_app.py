@@ -6,7 +6,7 @@ from celery import Celery
 from kombu import Queue
 
 from shared.config import Settings
-from shared.jobtypes import QUEUES
+from shared.jobs.jobtypes import QUEUES
 
 RUN_JOB_TASK = "aigc.run_job"
 RUN_CHUNK_TASK = "aigc.run_chunk"

@@ -66,7 +66,7 @@ def load_plugins(modules: Iterable[str]) -> None:
 
 
 def _register_builtin() -> None:
-    from shared import params
+    from shared.jobs import params
 
     register(
         JobType(

@@ -111,7 +111,7 @@ def run_stack(
 ) -> int:
     """Migrate, start the API and a worker, reconcile in-process, and stop all on a signal."""
     from shared import migrate
-    from shared.reconciler import start_thread
+    from shared.delivery.reconciler import start_thread
     from shared.services import build_services
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -151,7 +151,7 @@ def run_stack(
 
 def _bootstrap(settings: Settings, stop: threading.Event) -> None:
     try:
-        from api.bootstrap import bootstrap_default_models
+        from ops.bootstrap import bootstrap_default_models
     except ImportError:
         return
     threading.Thread(

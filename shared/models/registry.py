@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.errors import InputError, ModelNotReady
-from shared.models import Job, Model, ModelVersion
+from shared.tables import Job, Model, ModelVersion
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 REF_RE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_.-]{0,63})(?::(?P<version>[1-9][0-9]{0,8}))?$")
@@ -207,8 +207,8 @@ def model_public(model: Model, versions: list[ModelVersion]) -> dict[str, Any]:
 
 
 def submission_check(registry: ModelRegistry) -> Any:
-    """Return the check ``shared.submit.build_job`` applies to a job's model field."""
-    from shared.tokenizers import Tokenizer
+    """Return the check ``shared.jobs.submit.build_job`` applies to a job's model field."""
+    from shared.models.tokenizers import Tokenizer
 
     # Resolved once per check function, so a batch of 50,000 items queries the registry once.
     memo: dict[tuple[str, str | None], tuple[ResolvedModel, Tokenizer | None]] = {}

@@ -1,0 +1,1 @@
+"""Operating the stack: the process launcher and supervisor, the `aigc` CLI and its client."""

@@ -1,0 +1,1 @@
+"""Stored files: job artifacts and validated training datasets."""

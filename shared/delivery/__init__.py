@@ -1,0 +1,1 @@
+"""Delivery: the Celery app, publishing ids to the broker, and the reconciler."""

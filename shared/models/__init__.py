@@ -1,0 +1,1 @@
+"""The model registry and the tokenizers saved with text models."""
