@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
+from api.deadline import Deadlines
 from shared.config import Settings, get_settings
+from shared.jobs.events import Hub, make_hub
 from shared.services import Services, build_services
 
 
@@ -19,13 +21,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["aigc"] = build_services(settings)
+    svc = build_services(settings)
+    app.extensions["aigc"] = svc
+    app.extensions["aigc.hub"] = make_hub(settings, svc.store)
     problems.init_app(app)
     for module in (jobs, batches, artifacts, datasets, models, health, openapi):
         app.register_blueprint(module.bp)
+    app.wsgi_app = Deadlines(app.wsgi_app, settings.api_request_timeout_s)  # type: ignore[method-assign]
     return app
 
 
 def services() -> Services:
     """Return the services of the current app."""
     return current_app.extensions["aigc"]
+
+
+def hub() -> Hub:
+    """Return the app's hub of job events, shared by every waiting request."""
+    return current_app.extensions["aigc.hub"]

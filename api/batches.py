@@ -39,7 +39,7 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
         if upload is None:
             raise InputError("send the JSONL as a multipart field named 'file'", field="file")
         type_, model = request.form.get("type", ""), request.form.get("model") or None
-        items: Iterable[dict[str, Any]] = parse_jsonl(upload.stream)
+        items: Iterable[dict[str, Any]] = parse_jsonl(upload.stream, svc.settings.max_body_bytes)
     else:
         body = json_body(BatchCreate)
         type_, model, items = body.type, body.model, body.items
@@ -49,8 +49,7 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     rows = build_rows(
         batch,
         items,
-        max_params_bytes=svc.settings.max_params_bytes,
-        max_attempts=svc.settings.max_attempts,
+        settings=svc.settings,
         check_model=submission_check(svc.registry),
     )
     submit_batch(svc, batch, rows)

@@ -6,6 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
 from api import services
+from api.requests import text_value
 from shared.data.datasets import Limits, normalize
 from shared.errors import InputError, PayloadTooLarge
 from shared.tables import Dataset
@@ -24,11 +25,12 @@ def upload_dataset() -> tuple[Response, int]:
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise InputError("send the data as a multipart field named 'file'", field="file")
-    name = (request.form.get("name") or upload.filename)[:128]
+    filename = text_value(upload.filename, "file")
+    name = (text_value(request.form.get("name", ""), "name") or filename)[:128]
     raw = upload.stream.read(services().settings.max_dataset_bytes + 1)
     if len(raw) > services().settings.max_dataset_bytes:
         raise PayloadTooLarge("the upload is too large", field="file")
-    data = normalize(upload.filename, raw, Limits())
+    data = normalize(filename, raw, Limits())
     svc = services()
     artifact = svc.artifacts.save(None, "dataset", data.media_type, data.data, data.suffix)
     row = Dataset(
@@ -36,7 +38,7 @@ def upload_dataset() -> tuple[Response, int]:
         kind=data.kind,
         artifact_id=artifact.id,
         items=data.items,
-        meta=dict(data.meta, source=upload.filename[:200]),
+        meta=dict(data.meta, source=filename[:200]),
     )
     with svc.store.sessions() as session:
         session.add(row)

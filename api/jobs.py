@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, url_for
 
-from api import services
+from api import deadline, hub, services
 from api.requests import json_body, path_uuid, query
 from shared.errors import NotFound
+from shared.jobs.events import wait_for_end
+from shared.jobs.reads import to_public
 from shared.jobs.schemas import JobCreate, JobQuery, JobsPublic, JobsQuery
-from shared.jobs.store import JobStatus, to_public
+from shared.jobs.status import JobStatus
 from shared.jobs.submit import build_job, submit
 from shared.models.registry import submission_check
 
@@ -22,8 +24,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     body = json_body(JobCreate)
     job = build_job(
         body,
-        max_params_bytes=svc.settings.max_params_bytes,
-        max_attempts=svc.settings.max_attempts,
+        settings=svc.settings,
         check_model=submission_check(svc.registry),
     )
     (job,) = submit(svc, [job])
@@ -35,8 +36,12 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
 def get_job(job_id: str) -> Response:
     """Return one job (status cache first); with ``wait_s``, once it ends or the wait runs out."""
     parsed, q = path_uuid(job_id, "job"), query(JobQuery)
-    job = services().store.wait_public(parsed, q.wait_s) if q.wait_s else None
-    job = job or services().store.get_public(parsed)
+    store = services().store
+    if q.wait_s:
+        deadline.extend(q.wait_s + services().settings.api_request_timeout_s)
+        job = wait_for_end(hub(), parsed, q.wait_s, lambda: store.get_public(parsed))
+    else:
+        job = store.get_public(parsed)
     if job is None:
         raise NotFound("job not found")
     return jsonify(job)
@@ -46,7 +51,7 @@ def get_job(job_id: str) -> Response:
 def list_jobs() -> Response:
     """Return a page of jobs, newest first, with the cursor of the next page."""
     q = query(JobsQuery)
-    rows, next_cursor = services().store.list(
+    rows, next_cursor = services().store.page(
         status=q.status, type_=q.type, limit=q.limit, cursor=q.cursor
     )
     page = JobsPublic.model_validate(

@@ -50,7 +50,9 @@ def _from_aigc(exc: errors.AigcError) -> Response:
 def _from_http(exc: HTTPException) -> Response:
     status = exc.code or 500
     detail = exc.description if status < 500 else None
-    resp = problem(status, _title(status), detail)
+    # Too large: the body as a whole is at fault (an upload's size limit included).
+    fields = [{"field": "body", "message": detail}] if status == 413 else None
+    resp = problem(status, _title(status), detail, errors=fields)
     if status == 405 and exc.get_response().headers.get("Allow"):
         resp.headers["Allow"] = exc.get_response().headers["Allow"]
     return resp

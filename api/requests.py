@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from flask import request
 from pydantic import BaseModel
 
 from shared.errors import InputError, NotFound
+from shared.jobs import jsoninput
 from shared.jobs.submit import parse_model
 
 M = TypeVar("M", bound=BaseModel)
@@ -16,17 +17,26 @@ M = TypeVar("M", bound=BaseModel)
 
 def json_body(schema: type[M]) -> M:
     """Parse the JSON body against ``schema``; malformed JSON or bad fields raise an InputError."""
-    data: Any = request.get_json(silent=True)
-    if data is None:
+    if not request.is_json:
         raise InputError(
             "the body must be a JSON object (Content-Type: application/json)", field="body"
         )
+    data = jsoninput.loads(request.get_data(cache=True))
     return parse_model(schema, data)  # type: ignore[return-value]
 
 
 def query(schema: type[M]) -> M:
     """Parse the query string against ``schema``."""
-    return parse_model(schema, request.args.to_dict())  # type: ignore[return-value]
+    values = {name: text_value(value, name) for name, value in request.args.items()}
+    return parse_model(schema, values)  # type: ignore[return-value]
+
+
+def text_value(value: str, field: str) -> str:
+    """Return a form or query value, or raise InputError if it holds NUL characters."""
+    # PostgreSQL text cannot hold NUL: the statement would fail, as a 503, after validation.
+    if "\x00" in value:
+        raise InputError("the value must not hold NUL characters", field=field)
+    return value
 
 
 def path_uuid(value: str, what: str) -> uuid.UUID:

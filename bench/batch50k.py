@@ -24,6 +24,7 @@ from bench.stack import (
     start_reconciler,
     start_worker,
 )
+from shared.jobs.status import BATCH_TERMINAL
 
 
 def main() -> None:
@@ -68,7 +69,7 @@ def run(base: str, items: int) -> dict[str, object]:
     batch_id = resp.json()["id"]
     while (status := requests.get(f"{base}/v1/batches/{batch_id}", timeout=30).json())[
         "status"
-    ] not in ("completed", "failed", "canceled"):
+    ] not in BATCH_TERMINAL:
         time.sleep(2)
     ran_s = time.perf_counter() - started
     count, in_order = 0, True

@@ -14,6 +14,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from bench.stack import PG_URL
+from shared.jobs.status import BATCH_TERMINAL, TERMINAL
 
 POLL_S = 0.002
 
@@ -47,7 +48,7 @@ class Client:
             job = self.http.get(
                 f"{self.base}/v1/jobs/{job_id}", params={"wait_s": 30}, timeout=60
             ).json()
-            if job["status"] in ("succeeded", "failed", "canceled"):
+            if job["status"] in TERMINAL:
                 return job
         raise TimeoutError(job_id)
 
@@ -102,7 +103,7 @@ def image_batch(client: Client, model: str, images: int) -> dict[str, Any]:
     batch_id = resp.json()["id"]
     while True:
         batch = client.http.get(f"{client.base}/v1/batches/{batch_id}", timeout=30).json()
-        if batch["status"] in ("completed", "failed", "canceled"):
+        if batch["status"] in BATCH_TERMINAL:
             break
         time.sleep(0.5)
     seconds = time.perf_counter() - started

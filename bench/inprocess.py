@@ -113,7 +113,8 @@ def image_rates(batch: int, total: int, image_size: int = 32) -> dict[str, float
     """Images/s of the generator alone and with PNG encoding, at one batch size."""
     import keras
 
-    from worker.ml.image import IMAGE_PRESETS, build_generator, encode_png, generate_images
+    from shared.models.presets import IMAGE_PRESETS
+    from worker.ml.image import build_generator, encode_png, generate_images
 
     keras.utils.set_random_seed(0)
     gen = build_generator(replace(IMAGE_PRESETS["default"], image_size=image_size))

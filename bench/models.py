@@ -29,7 +29,8 @@ def register_image_model(svc: Services, name: str, image_size: int = 32) -> str:
     """Register a DCGAN generator of the tutorial's size; return name:version."""
     import keras
 
-    from worker.ml.image import IMAGE_PRESETS, build_generator
+    from shared.models.presets import IMAGE_PRESETS
+    from worker.ml.image import build_generator
 
     keras.utils.set_random_seed(0)
     cfg = replace(IMAGE_PRESETS["default"], image_size=image_size)

@@ -9,7 +9,6 @@ import numpy as np
 from shared.jobs.jobtypes import JobType, register
 from shared.jobs.params import Params, TextGenerateParams
 from worker.context import JobContext
-from worker.model_cache import model_cache
 
 
 def noop(ctx: JobContext, params: Params) -> dict[str, Any]:
@@ -19,7 +18,11 @@ def noop(ctx: JobContext, params: Params) -> dict[str, Any]:
 
 def naive_text(ctx: JobContext, params: TextGenerateParams) -> dict[str, Any]:
     """Generate the tutorial's way: one eager model call per token, fed only the last token."""
-    loaded = model_cache(ctx.services).get(ctx.job.model, "text")
+    with ctx.model("text") as loaded:
+        return _naive(loaded, params)
+
+
+def _naive(loaded: Any, params: TextGenerateParams) -> dict[str, Any]:
     rng = np.random.default_rng(params.seed)
     ids = loaded.tokenizer.encode(params.prompt)
     x = np.asarray([ids], np.int32)

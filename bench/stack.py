@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import requests
 from sqlalchemy import create_engine, text
+
+from ops.launcher import (
+    CELERY_READY,
+    GUNICORN_READY,
+    Child,
+    ProcessSpec,
+    api_command,
+    reconciler_command,
+    worker_command,
+)
+from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -56,46 +63,25 @@ def env_for(values: dict[str, Any], **extra: Any) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    """Return a free loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def start(spec: ProcessSpec, env: dict[str, str], workdir: Path) -> Child:
+    """Start one process of the bench stack with the project's launcher, and wait until ready."""
+    child = Child(spec, workdir, ROOT, env)
+    child.start()
+    child.wait_ready()
+    return child
 
 
-class Proc:
-    """A stack process in its own process group, logging to a file."""
-
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], workdir: Path) -> None:
-        self.name = name
-        log = (workdir / f"{name}.log").open("ab")
-        self.proc = subprocess.Popen(
-            cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def stop(self) -> None:
-        """Stop the process group."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-
-def start_api(env: dict[str, str], workdir: Path, port: int, workers: int = 2) -> Proc:
-    """Start gunicorn and wait for /healthz."""
-    from ops.launcher import api_command
-    from shared.config import Settings
-
-    settings = Settings(api_host="127.0.0.1", api_port=port, api_threads=64)
-    cmd = api_command(settings, workers)
-    proc = Proc("api", cmd, env, workdir)
+def start_api(env: dict[str, str], workdir: Path, port: int, workers: int = 2) -> Child:
+    """Start the API as ``aigc up`` does and wait for /healthz."""
+    settings = Settings(api_host="127.0.0.1", api_port=port, api_workers=workers)
+    child = start(
+        ProcessSpec("api", api_command(settings), ready_line=GUNICORN_READY), env, workdir
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
-                return proc
+                return child
         except requests.RequestException:
             time.sleep(0.2)
     raise RuntimeError("the API did not start")
@@ -109,33 +95,13 @@ def start_worker(
     concurrency: int,
     app: str = "worker.app",
     queues: str = "generate",
-) -> Proc:
-    """Start a Celery worker and give it time to come up."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        app,
-        "worker",
-        "-Q",
-        queues,
-        "--pool",
-        pool,
-        "-c",
-        str(concurrency),
-        "-l",
-        "warning",
-        "--without-gossip",
-        "--without-mingle",
-        "-n",
-        f"{name}@%h",
-    ]
-    proc = Proc(name, cmd, env, workdir)
-    time.sleep(4)
-    return proc
+) -> Child:
+    """Start a Celery worker with the launcher's command line (``app`` swaps in a baseline)."""
+    cmd = worker_command(queues=queues, concurrency=concurrency, pool=pool, name=f"{name}@%h")
+    cmd[cmd.index("worker.app")] = app
+    return start(ProcessSpec(name, cmd, ready_line=CELERY_READY), env, workdir)
 
 
-def start_reconciler(env: dict[str, str], workdir: Path) -> Proc:
+def start_reconciler(env: dict[str, str], workdir: Path) -> Child:
     """Start ``aigc reconcile``, as production runs it beside the workers."""
-    return Proc("reconciler", [sys.executable, "-m", "ops.cli", "reconcile"], env, workdir)
+    return start(ProcessSpec("reconciler", reconciler_command()), env, workdir)

@@ -40,14 +40,13 @@ def submit_defaults(svc: Services) -> list[str]:
         return []
     busy = {
         j.model
-        for j in svc.store.list(status=None, type_=None, limit=100, cursor=None)[0]
+        for j in svc.store.page(status=None, type_=None, limit=100, cursor=None)[0]
         if j.type.endswith(".train") and j.status not in TERMINAL
     }
     jobs = [
         build_job(
             body,
-            max_params_bytes=svc.settings.max_params_bytes,
-            max_attempts=svc.settings.max_attempts,
+            settings=svc.settings,
         )
         for body in default_jobs(svc.settings)
         if body.model not in busy

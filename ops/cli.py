@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any
 
@@ -10,6 +11,7 @@ import click
 
 from ops.client import ApiError, Client
 from shared.config import get_settings
+from shared.jobs.status import BATCH_TERMINAL
 
 
 @click.group()
@@ -33,7 +35,7 @@ def api(workers: int) -> None:
     """Run the HTTP API under gunicorn."""
     from ops.launcher import api_command, exec_command
 
-    exec_command(api_command(get_settings(), workers))
+    exec_command(api_command(get_settings().model_copy(update={"api_workers": workers})))
 
 
 @main.command()
@@ -62,7 +64,6 @@ def worker(
     pool, default_concurrency = default_pool(settings, queues, pool)
     name = name or (f"gpu{gpu}@%h" if gpu is not None else None)
     cmd = worker_command(
-        settings,
         queues=queues,
         concurrency=concurrency or default_concurrency,
         pool=pool,
@@ -75,30 +76,21 @@ def worker(
 @click.option("--once", is_flag=True, help="Run one pass and exit.")
 def reconcile(once: bool) -> None:
     """Re-publish lost messages and rescue jobs of dead workers, periodically."""
+    import signal
     import threading
 
     from shared.delivery.reconciler import reconcile_once, run_forever
     from shared.services import build_services
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     svc = build_services(get_settings())
     if once:
-        click.echo(
-            json.dumps(
-                vars(reconcile_once(svc.store, svc.publisher, svc.settings.republish_after_s))
-            )
-        )
+        click.echo(json.dumps(vars(reconcile_once(svc.store, svc.publisher, svc.settings))))
         return
     stop = threading.Event()
-    try:
-        run_forever(
-            svc.store,
-            svc.publisher,
-            interval_s=svc.settings.reconcile_interval_s,
-            republish_after_s=svc.settings.republish_after_s,
-            stop=stop,
-        )
-    except KeyboardInterrupt:
-        stop.set()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    run_forever(svc.store, svc.publisher, svc.settings, stop)
 
 
 @main.group()
@@ -307,7 +299,7 @@ def batch_wait(batch_id: str, out_path: str | None) -> None:
         while True:
             status = _call(lambda: client.request("GET", url).json())
             bar.update(int(status["progress"] * 1000) - bar.pos)
-            if status["status"] in ("completed", "failed", "canceled"):
+            if status["status"] in BATCH_TERMINAL:
                 break
             time.sleep(1)
     click.echo(json.dumps({k: status[k] for k in ("status", "counts")}), err=True)

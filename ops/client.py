@@ -8,18 +8,23 @@ from typing import Any
 
 import requests
 
-TERMINAL = {"succeeded", "failed", "canceled"}
+from shared.jobs.status import TERMINAL
+
+MAX_RETRY_AFTER_S = 30.0
 
 
 class ApiError(Exception):
     """Raised when the API answers with a problem document or cannot be reached."""
 
-    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+    def __init__(
+        self, status: int, problem: dict[str, Any], retry_after_s: float | None = None
+    ) -> None:
         detail = problem.get("detail") or problem.get("title") or "error"
         fields = "; ".join(f"{e['field']}: {e['message']}" for e in problem.get("errors") or [])
         super().__init__(f"{status} {detail}" + (f" ({fields})" if fields else ""))
         self.status = status
         self.problem = problem
+        self.retry_after_s = retry_after_s  # set on a 503 that says when to ask again
 
 
 class Client:
@@ -41,7 +46,8 @@ class Client:
                 body = resp.json()
             except ValueError:
                 body = {"detail": resp.text[:200]}
-            raise ApiError(resp.status_code, body)
+            retry = resp.headers.get("Retry-After") if resp.status_code == 503 else None
+            raise ApiError(resp.status_code, body, float(retry) if retry else None)
         return resp
 
     def submit(self, type_: str, model: str | None, params: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +63,13 @@ class Client:
         """Yield the job about once a second (at once when it ends) until it is terminal."""
         while True:
             # A long poll: the API answers as soon as the job ends, or after wait_s.
-            job = self.request("GET", f"/v1/jobs/{job_id}", params={"wait_s": wait_s}).json()
+            try:
+                job = self.request("GET", f"/v1/jobs/{job_id}", params={"wait_s": wait_s}).json()
+            except ApiError as exc:
+                if exc.retry_after_s is None:
+                    raise
+                time.sleep(min(exc.retry_after_s, MAX_RETRY_AFTER_S))  # the API asked for it
+                continue
             yield job
             if job["status"] in TERMINAL:
                 return

@@ -7,11 +7,12 @@ from typing import Any
 import click
 
 from ops.client import Client
+from shared.jobs.status import TERMINAL
 
 
 def fraction(job: dict[str, Any]) -> float:
     """Return how far along a job is, from 0 to 1, from its status and progress."""
-    if job["status"] in ("succeeded", "failed", "canceled"):
+    if job["status"] in TERMINAL:
         return 1.0
     progress = job.get("progress") or {}
     if isinstance(progress.get("fraction"), int | float):

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 VAR_DIR = Path("var")
@@ -26,8 +26,9 @@ class Settings(BaseSettings):
     artifact_dir: Path = VAR_DIR / "artifacts"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    api_threads: int = Field(
-        32, ge=1, le=512, description="Threads per gunicorn worker; long polls hold one each."
+    api_workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
+    api_connections: int = Field(
+        1000, ge=10, le=100_000, description="Open requests per API process (gevent workers)."
     )
     # The URL clients (the CLI) use to reach the API; defaults to host:port above.
     api_url: str | None = None
@@ -37,19 +38,49 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(5, ge=1, le=200)
     db_max_overflow: int = Field(10, ge=0, le=200)
 
+    # Database connections: every wait on the database has a deadline.
+    db_connect_timeout_s: float = Field(3.0, gt=0, le=60)
+    db_statement_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="Server-side limit on one statement (PostgreSQL)."
+    )
+    # Detects a peer that vanished (cut cable, dead host) on PostgreSQL connections.
+    db_tcp_user_timeout_s: float = Field(10.0, gt=0, le=600)
+    # Seconds a pooled connection lives; replaces a ping on every checkout.
+    db_pool_recycle_s: float = Field(300.0, gt=0)
+    api_request_timeout_s: float = Field(
+        5.0, gt=0, le=600, description="Deadline of an API request (waits excepted)."
+    )
+    api_upload_timeout_s: float = Field(
+        120.0, gt=0, le=3600, description="Deadline of a batch or dataset upload."
+    )
+
     # Delivery.
     lease_s: float = Field(30.0, gt=0, description="Seconds a running job's lease lasts.")
     heartbeat_s: float = Field(10.0, gt=0, description="Seconds between lease renewals.")
-    republish_after_s: float = Field(60.0, gt=0, description="Re-publish jobs queued this long.")
+    cancel_poll_s: float = Field(
+        0.25, gt=0, description="How often a worker without Redis reads its jobs' cancel flags."
+    )
+    republish_after_s: float = Field(
+        60.0, gt=0, description="A queued job's message presumed lost after this long."
+    )
     reconcile_interval_s: float = Field(5.0, gt=0)
     max_attempts: int = Field(3, ge=1, le=20)
+    retry_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubles each time.")
+    retry_backoff_max_s: float = Field(600.0, gt=0)
     generate_time_limit_s: int = Field(600, gt=0)
     train_time_limit_s: int = Field(6 * 3600, gt=0)
-    # Seconds before Redis re-delivers an unacked message; must exceed the longest job.
-    visibility_timeout_s: int = Field(8 * 3600, gt=0)
+    # A job thread still busy this long after its job timed out is counted as stuck.
+    stuck_grace_s: float = Field(30.0, gt=0)
     publish_timeout_s: float = Field(3.0, gt=0)
     status_cache_ttl_s: int = Field(300, gt=0)
     broker_poll_interval_s: float = Field(0.2, gt=0)
+
+    # Training guard: the memory a training job may need, estimated from its preset and params.
+    max_train_memory_mb: int = Field(8192, ge=64)
+
+    # The process supervisor behind `aigc up`: restarts a crashed child after a backoff.
+    restart_backoff_s: float = Field(1.0, gt=0)
+    restart_backoff_max_s: float = Field(30.0, gt=0)
 
     # Request limits.
     max_body_bytes: int = 1024 * 1024
@@ -89,6 +120,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [p.strip() for p in value.split(",") if p.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _check_timing(self) -> Settings:
+        # A lease must survive one missed heartbeat, or a busy database would rescue live jobs.
+        if self.heartbeat_s * 2 > self.lease_s:
+            raise ValueError("heartbeat_s must be at most half of lease_s")
+        if self.retry_backoff_s > self.retry_backoff_max_s:
+            raise ValueError("retry_backoff_s must not exceed retry_backoff_max_s")
+        if self.restart_backoff_s > self.restart_backoff_max_s:
+            raise ValueError("restart_backoff_s must not exceed restart_backoff_max_s")
+        return self
 
     @property
     def public_api_url(self) -> str:

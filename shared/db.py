@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    from shared.config import Settings
 
 
 class Base(DeclarativeBase):
@@ -35,25 +39,40 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(
-    url: str, pool_size: int = 5, max_overflow: int = 10, pool_timeout_s: float = 60.0
-) -> Engine:
-    """Create an engine tuned for the job store's short, concurrent transactions.
+def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
+    """Create an engine whose every wait on the database has a deadline.
 
-    The pool is small on purpose: every API and worker process has one, and together they must
-    stay under PostgreSQL's max_connections; threads beyond it wait their turn instead.
+    Connecting gives up after ``db_connect_timeout_s``; PostgreSQL ends a statement after
+    ``db_statement_timeout_s`` and the kernel drops a connection whose peer stopped answering
+    after ``db_tcp_user_timeout_s``. Pooled connections are recycled instead of pinged on every
+    checkout (a round trip per transaction). The pool is sized to the threads that use it.
     """
+    url = settings.database_url
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
         url,
-        pool_pre_ping=True,
-        pool_size=pool_size,
-        max_overflow=max_overflow,
-        pool_timeout=pool_timeout_s,
+        pool_size=pool_size or settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_connect_timeout_s,
+        pool_recycle=settings.db_pool_recycle_s,
+        connect_args=_pg_connect_args(settings),
     )
+
+
+def _pg_connect_args(settings: Settings) -> dict[str, Any]:
+    statement_ms = int(settings.db_statement_timeout_s * 1000)
+    return {
+        "connect_timeout": max(1, round(settings.db_connect_timeout_s)),
+        "options": f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}",
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(settings.db_tcp_user_timeout_s * 1000),
+    }
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:

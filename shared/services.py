@@ -39,7 +39,7 @@ def build_services(settings: Settings) -> Services:
     """Create the services described by ``settings``."""
     settings.ensure_dirs()
     jobtypes.load_plugins(settings.plugins)
-    engine = make_engine(settings.database_url, settings.db_pool_size, settings.db_max_overflow)
+    engine = make_engine(settings)
     cache = (
         StatusCache(settings.redis_url, settings.status_cache_ttl_s) if settings.redis_url else None
     )

@@ -36,9 +36,13 @@ class Job(Base):
     model: Mapped[str | None] = mapped_column(String(128))
     params: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="queued")
+    # Bumped by every write a client can see; orders status snapshots and guards rescues.
+    version: Mapped[int] = mapped_column(Integer, default=0)
     progress: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     result: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     error: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    # One entry per attempt that did not succeed: attempt, code, message, worker, time.
+    errors: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonType)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     priority: Mapped[int] = mapped_column(Integer, default=0)
@@ -46,12 +50,19 @@ class Job(Base):
     batch_index: Mapped[int | None] = mapped_column(Integer)  # submit order within its batch
     custom_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the job's message last went to the broker; NULL while it waits to be published.
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Not to be published before this time (a retry's backoff); NULL means at once.
+    available_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     worker_id: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The running attempt must end by then, whatever its lease says.
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Run alone: set when the job was rescued from a process that died with others running.
+    solo: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (
         # Keyset pagination, newest first, optionally filtered.
@@ -136,3 +147,16 @@ class Batch(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Lane(Base):
+    """A queue of the broker, and how far its consumers have read it.
+
+    ``consumed_through`` is the latest ``published_at`` of any job claimed from the lane. The
+    broker delivers a lane in order, so a queued job published well before it lost its message.
+    """
+
+    __tablename__ = "lanes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    consumed_through: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,4 +1,4 @@
-"""Fixtures: real PostgreSQL, Redis, a real Celery worker process and the API under gunicorn.
+"""Fixtures: real PostgreSQL and Redis, and the real stack (API, workers, reconciler) as processes.
 
 A missing service fails the run under CI=true and skips the test elsewhere, with the reason.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,32 +16,40 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
+from ops.launcher import Supervisor, free_port, stack_specs
 from shared import migrate
 from shared.config import Settings
-from shared.delivery.reconciler import start_thread
 from shared.services import Services, build_services
 from tests.support import (
+    BROKER_DB,
+    CACHE_DB,
     CI,
     PG_URL,
     REDIS_HOST,
     REDIS_PORT,
+    ROOT,
     Api,
-    Process,
-    api_process,
-    free_port,
+    Handle,
     settings_env,
-    worker_process,
 )
 
 BACKENDS = ["postgres", "embedded"]
 TEST_SETTINGS: dict[str, Any] = {
     "lease_s": 2.0,
     "heartbeat_s": 0.5,
+    "cancel_poll_s": 0.1,
     "republish_after_s": 3.0,
     "reconcile_interval_s": 0.5,
+    "retry_backoff_s": 0.5,
+    "retry_backoff_max_s": 4.0,
+    "stuck_grace_s": 1.0,
+    "restart_backoff_s": 0.2,
+    "restart_backoff_max_s": 2.0,
     "broker_poll_interval_s": 0.05,
     # Keep worker restarts cheap: the platform tests never need Keras in the worker.
     "warmup_imports": False,
+    # One loaded model per worker: every switch between models evicts one, under load.
+    "model_cache_size": 1,
     "max_attempts": 3,
     "plugins": ["tests.fixtures.jobtypes"],
 }
@@ -91,12 +100,12 @@ def backend_settings(backend: str, tmp: Path) -> dict[str, Any]:
         need("PostgreSQL", _check_postgres())
         need("Redis", _check_redis())
         reset_postgres(PG_URL)
-        for db in (14, 15):
+        for db in (BROKER_DB, CACHE_DB):
             redis.Redis(REDIS_HOST, REDIS_PORT, db=db).flushdb()
         values.update(
             database_url=PG_URL,
-            broker_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/14",
-            redis_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/15",
+            broker_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{BROKER_DB}",
+            redis_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{CACHE_DB}",
         )
     else:
         values.update(
@@ -115,11 +124,24 @@ class Stack:
     settings: Settings
     env: dict[str, str]
     services: Services
-    worker: Process
-    api_server: Process
+    supervisor: Supervisor
     api: Api
     tmp: Path
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def worker(self) -> Handle:
+        """Return the generate worker (thread pool), which runs the test job types."""
+        return Handle(self.supervisor, "generate")
+
+    @property
+    def api_server(self) -> Handle:
+        """Return the API server."""
+        return Handle(self.supervisor, "api")
+
+    def handle(self, name: str) -> Handle:
+        """Return one process of the stack by name."""
+        return Handle(self.supervisor, name)
 
     def effects(self, job_id: str, name: str) -> list[str]:
         """Return the lines a test job wrote to one of its effect files."""
@@ -127,33 +149,44 @@ class Stack:
         return path.read_text().splitlines() if path.exists() else []
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    """Start migrations, a worker, the API and a reconciler on one backend."""
-    tmp = tmp_path_factory.mktemp(request.param)
-    values = backend_settings(request.param, tmp)
+def start_stack(settings: Settings, env: dict[str, str], log_dir: Path) -> Supervisor:
+    """Start the stack's processes as ``aigc up`` does, and wait until each is ready."""
+    supervisor = Supervisor(stack_specs(settings), settings, log_dir=log_dir, cwd=ROOT, env=env)
+    supervisor.start_all()
+    for child in supervisor.children.values():
+        child.wait_ready()
+    return supervisor
+
+
+@contextmanager
+def running_stack(backend: str, values: dict[str, Any], tmp: Path) -> Iterator[Stack]:
+    """Migrate, run the stack's processes under a supervisor, and stop them all afterwards."""
+    values = dict(values)
+    values.setdefault("api_host", "127.0.0.1")
+    values.setdefault("api_port", free_port())
+    values.setdefault("generate_threads", 8)
     settings = Settings(**values)
     migrate.upgrade(settings)
     env = settings_env(values)
     services = build_services(settings)
-    port = free_port()
-    worker = worker_process(env, tmp).start()
-    api_server = api_process(env, tmp, port).start()
-    api = Api(f"http://127.0.0.1:{port}")
-    api.wait_ready()
+    supervisor = start_stack(settings, env, tmp)
     stop = threading.Event()
-    reconciler = start_thread(
-        services.store,
-        services.publisher,
-        stop=stop,
-        interval_s=settings.reconcile_interval_s,
-        republish_after_s=settings.republish_after_s,
-    )
-    yield Stack(request.param, settings, env, services, worker, api_server, api, tmp)
-    stop.set()
-    reconciler.join(5)
-    worker.stop()
-    api_server.stop()
-    services.close()
+    thread = supervisor.run_in_thread(stop)
+    api = Api(f"http://{settings.api_host}:{settings.api_port}")
+    try:
+        api.wait_ready()
+        yield Stack(backend, settings, env, services, supervisor, api, tmp)
+    finally:
+        stop.set()
+        thread.join(60)
+        services.close()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Run migrations, then the API, the workers and the reconciler on one backend."""
+    tmp = tmp_path_factory.mktemp(request.param)
+    with running_stack(request.param, backend_settings(request.param, tmp), tmp) as running:
+        yield running

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from ops.launcher import Child, Supervisor
+from shared.jobs.status import TERMINAL
+
 ROOT = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-TERMINAL = {"succeeded", "failed", "canceled"}
+# Two Redis databases (broker, status cache); another pair lets two test runs share one server.
+BROKER_DB, CACHE_DB = (int(x) for x in os.environ.get("TEST_REDIS_DBS", "14,15").split(","))
 
 
 def wait_for(
@@ -36,11 +38,26 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-def free_port() -> int:
-    """Return a free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def scratch_database(suffix: str) -> str:
+    """Return the URL of an empty PostgreSQL database beside the test one (created if needed).
+
+    In-process tests use it so that they never drop the tables the running stack uses.
+    """
+    from sqlalchemy import create_engine, text
+
+    base, _, name = PG_URL.rpartition("/")
+    scratch = f"{name}_{suffix}"
+    admin = create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": scratch}):
+            conn.execute(text(f'CREATE DATABASE "{scratch}"'))
+    admin.dispose()
+    engine = create_engine(f"{base}/{scratch}")
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return f"{base}/{scratch}"
 
 
 def settings_env(values: dict[str, Any]) -> dict[str, str]:
@@ -52,81 +69,40 @@ def settings_env(values: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-class Process:
-    """A child process with its output in a log file, started in its own process group."""
+class Handle:
+    """One process of the test stack, as the tests stop, start and kill it."""
 
-    def __init__(
-        self, cmd: list[str], env: dict[str, str], log_path: Path, ready_line: str | None = None
-    ) -> None:
-        self.cmd, self.env, self.log_path, self.ready_line = cmd, env, log_path, ready_line
-        self.proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, supervisor: Supervisor, name: str) -> None:
+        self.supervisor = supervisor
+        self.name = name
 
-    def start(self, timeout_s: float = 60.0) -> Process:
+    @property
+    def child(self) -> Child:
+        """Return the supervised child."""
+        return self.supervisor.children[self.name]
+
+    def start(self, timeout_s: float = 60.0) -> Handle:
         """Start the process and wait for its ready line."""
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.cmd,
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        if self.ready_line:
-            wait_for(lambda: self._ready(offset), timeout_s, 0.1, f"{self.cmd[3:6]} to start")
+        self.supervisor.start(self.name)
+        self.child.wait_ready(timeout_s)
         return self
 
-    def _ready(self, offset: int) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"process exited early:\n{self.tail()}")
-        text = self.log_path.read_bytes()[offset:].decode(errors="replace")
-        return self.ready_line in text  # type: ignore[operator]
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        """Stop the process group gently, then forcefully."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
+    def stop(self) -> None:
+        """Stop the process gently (the supervisor leaves it stopped)."""
+        self.supervisor.stop(self.name)
 
     def kill(self) -> None:
-        """SIGKILL the whole process group, like a power cut."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        """SIGKILL the whole process group, like a power cut; the supervisor restarts it."""
+        self.child.signal(signal.SIGKILL)
+
+    def wait_restarted(self, since: int, timeout_s: float = 60.0) -> None:
+        """Wait until the supervisor has restarted the process more than ``since`` times."""
+        wait_for(lambda: self.child.restarts > since, timeout_s, 0.1, f"{self.name} restart")
+        self.child.wait_ready(timeout_s)
 
     def tail(self, n: int = 4000) -> str:
         """Return the end of the process's log."""
-        return self.log_path.read_bytes()[-n:].decode(errors="replace")
-
-
-def worker_process(
-    env: dict[str, str],
-    log_dir: Path,
-    queues: str = "generate,train",
-    pool: str = "prefork",
-    concurrency: int = 1,
-) -> Process:
-    """Return (not started) a real Celery worker process, started as ``aigc worker`` starts one."""
-    from ops.launcher import worker_command
-    from shared.config import Settings
-
-    name = f"test-{os.getpid()}-{time.monotonic_ns()}@%h"
-    cmd = worker_command(Settings(), queues=queues, concurrency=concurrency, pool=pool, name=name)
-    return Process([*cmd, "--without-heartbeat"], env, log_dir / "worker.log", ready_line=" ready.")
-
-
-def api_process(env: dict[str, str], log_dir: Path, port: int) -> Process:
-    """Return (not started) the API under gunicorn on ``port``, as ``aigc api`` starts it."""
-    from ops.launcher import api_command
-    from shared.config import Settings
-
-    cmd = api_command(Settings(api_host="127.0.0.1", api_port=port, api_threads=4), workers=2)
-    return Process(cmd, env, log_dir / "api.log", ready_line="Booting worker")
+        return self.child.log_text()[-n:]
 
 
 class Api:
@@ -138,7 +114,8 @@ class Api:
 
     def __getattr__(self, method: str) -> Callable[..., requests.Response]:
         def call(path: str, **kwargs: Any) -> requests.Response:
-            return self.http.request(method.upper(), self.base_url + path, timeout=30, **kwargs)
+            kwargs.setdefault("timeout", 30)
+            return self.http.request(method.upper(), self.base_url + path, **kwargs)
 
         return call
 
@@ -161,15 +138,19 @@ class Api:
         return resp.json()
 
     def wait(
-        self, job_id: str, timeout_s: float = 60.0, statuses: set[str] = TERMINAL
+        self, job_id: str, timeout_s: float = 60.0, statuses: Iterable[str] = TERMINAL
     ) -> dict[str, Any]:
-        """Poll until the job reaches one of ``statuses``."""
-        return wait_for(
-            lambda: (j := self.job(job_id))["status"] in statuses and j,
-            timeout_s,
-            0.1,
-            f"job {job_id} to reach {sorted(statuses)}",
-        )
+        """Poll until the job reaches one of ``statuses``; a 503 means "ask again", as it says."""
+
+        def reached() -> dict[str, Any] | None:
+            resp = self.get(f"/v1/jobs/{job_id}")
+            if resp.status_code == 503 and resp.headers.get("Retry-After"):
+                return None
+            assert resp.status_code == 200, resp.text
+            job = resp.json()
+            return job if job["status"] in statuses else None
+
+        return wait_for(reached, timeout_s, 0.1, f"job {job_id} to reach {sorted(statuses)}")
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Wait until /healthz answers."""

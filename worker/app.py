@@ -11,18 +11,46 @@ import logging
 import threading
 import uuid
 from functools import lru_cache
+from typing import Any
 
+from celery import Task, bootsteps
 from celery.signals import worker_process_init, worker_ready
+from celery.worker import state
 
 from shared.config import get_settings
 from shared.delivery.celery_app import RECONCILE_TASK, RUN_CHUNK_TASK, RUN_JOB_TASK, make_celery
+from shared.delivery.lanes import REDO
 from shared.delivery.reconciler import reconcile_once
 from shared.services import Services, build_services
+from worker.lease import keeper_of_process, restart_when_idle
 from worker.runner import execute
 
 log = logging.getLogger(__name__)
 
 celery = make_celery(get_settings())
+
+
+class TakeOnlyWhatCanRun(bootsteps.StartStopStep):
+    """Take a message only when a job slot is free to run it.
+
+    A message a busy worker holds is invisible to the broker, and the reconciler would take it
+    for lost: an empty lane with a stale queued job means a lost message only if no worker keeps
+    one back. It also lets an idle worker, not a busy one, take the next job. (Celery's own
+    ``worker_disable_prefetch`` does this for Redis only; this step serves every transport.)
+    """
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def start(self, c: Any) -> None:
+        """Wrap the channel's QoS check with a count of the worker's unfinished requests."""
+        qos = c.task_consumer.channel.qos
+        can_consume = qos.can_consume
+        qos.can_consume = lambda: (
+            len(state.reserved_requests) < c.pool.num_processes and (can_consume())
+        )
+
+
+celery.steps["consumer"].add(TakeOnlyWhatCanRun)
 
 
 @lru_cache(maxsize=1)
@@ -39,10 +67,14 @@ def _prefork_child_ready(**_: object) -> None:
 
 @worker_ready.connect
 def _worker_ready(sender: object = None, **_: object) -> None:
-    """Warm up a thread-pool worker, which runs jobs in its own process (nothing forks)."""
+    """Prepare a thread-pool worker, which runs jobs in its own process (nothing forks)."""
     pool = getattr(sender, "pool", None)
     if pool is not None and "prefork" not in type(pool).__module__:
         _start_warmup()
+        keeper = keeper_of_process(services())
+        # A quarter of the job threads stuck in code that ignores its deadline: start afresh.
+        keeper.stuck_limit = max(1, int(getattr(pool, "limit", 1) or 1) // 4)
+        keeper.on_stuck = lambda: restart_when_idle(keeper)
 
 
 def _start_warmup() -> None:
@@ -67,18 +99,24 @@ def _warmup() -> None:
         log.exception("warm-up failed; models will load on first use")
 
 
-@celery.task(name=RUN_JOB_TASK, ignore_result=True)
-def run_job(job_id: str) -> str:
+@celery.task(name=RUN_JOB_TASK, ignore_result=True, bind=True)
+def run_job(self: Task, job_id: str) -> str:
     """Run the job named by the message; the message carries nothing but its id."""
-    outcomes = execute(_parse_ids([job_id]), services())
+    outcomes = execute(_parse_ids([job_id]), services(), in_order=_in_order(self))
     return outcomes[0].value if outcomes else "dropped"
 
 
-@celery.task(name=RUN_CHUNK_TASK, ignore_result=True)
-def run_chunk(job_ids: list[str]) -> dict[str, int]:
+@celery.task(name=RUN_CHUNK_TASK, ignore_result=True, bind=True)
+def run_chunk(self: Task, job_ids: list[str]) -> dict[str, int]:
     """Run the jobs of one chunk together (batch items); the message carries only their ids."""
-    outcomes = execute(_parse_ids(job_ids), services())
+    outcomes = execute(_parse_ids(job_ids), services(), in_order=_in_order(self))
     return {o.value: outcomes.count(o) for o in set(outcomes)}
+
+
+def _in_order(task: Task) -> bool:
+    # Whether the message came from a lane itself (read in publish order), not its redo queue.
+    queue = (task.request.delivery_info or {}).get("routing_key") or ""
+    return not queue.endswith(REDO)
 
 
 def _parse_ids(raw: list[str]) -> list[uuid.UUID]:
@@ -95,4 +133,4 @@ def _parse_ids(raw: list[str]) -> list[uuid.UUID]:
 def reconcile() -> dict[str, int]:
     """Run one reconciler pass (scheduled by celery beat)."""
     svc = services()
-    return vars(reconcile_once(svc.store, svc.publisher, svc.settings.republish_after_s))
+    return vars(reconcile_once(svc.store, svc.publisher, svc.settings))

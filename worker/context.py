@@ -1,4 +1,9 @@
-"""What a handler sees of its job: progress, cancel, artifacts, and the lease behind them."""
+"""What a handler sees of its job: a narrow port, as cog's ``Scope`` is.
+
+A handler reads its job's params and reports progress; asks whether it should stop (canceled,
+past its deadline, or its lease lost); saves artifacts; opens datasets; uses and registers
+models. It never reaches the database, the broker or the other services directly.
+"""
 
 from __future__ import annotations
 
@@ -7,80 +12,126 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from shared.config import Settings
 from shared.data.artifacts import artifact_url
-from shared.errors import JobCanceled, LeaseLost
+from shared.db import utcnow
+from shared.errors import InputError, JobCanceled, JobTimeout, LeaseLost
+from shared.models.registry import ResolvedModel
 from shared.services import Services
-from shared.tables import Artifact, Job
+from shared.tables import Artifact, Dataset, Job
 
 log = logging.getLogger(__name__)
 
-CANCEL_POLL_S = 1.0
 PROGRESS_MIN_INTERVAL_S = 0.5
 
 
 class JobContext:
-    """The running job as its handler sees it; owns the lease until the job finishes."""
+    """The running job as its handler sees it; its worker keeps the lease while it runs."""
 
-    def __init__(self, job: Job, token: str, services: Services) -> None:
+    def __init__(self, job: Job, services: Services) -> None:
         self.job = job
-        self.token = token
-        self.services = services
+        self._services = services
         self.finished = False
         self.pending_artifacts: list[Artifact] = []
         self._cancel = threading.Event()
         self._lost = threading.Event()
-        self._last_poll = time.monotonic()
+        self._timeout = threading.Event()
         self._last_progress = 0.0
+        self.stop_requested_at: float | None = None  # when the worker saw the cancel
+        left_s = (job.deadline_at - utcnow()).total_seconds() if job.deadline_at else 1e9
+        self.deadline = time.monotonic() + left_s
 
+    # -- what the job is ---------------------------------------------------------------------
     @property
     def job_id(self) -> uuid.UUID:
         """Return the job's id."""
         return self.job.id
 
     @property
+    def token(self) -> str:
+        """Return the token of the claim that runs this attempt."""
+        return self.job.worker_id or ""
+
+    @property
+    def settings(self) -> Settings:
+        """Return the worker's settings (read only)."""
+        return self._services.settings
+
+    # -- stopping ----------------------------------------------------------------------------
+    def should_stop(self) -> bool:
+        """Return whether the job must stop: canceled, past its deadline, or its lease lost.
+
+        It reads flags the worker sets (from Redis or its periodic reads), never the database,
+        so it is cheap enough to ask at every decode chunk or training step.
+        """
+        return self._cancel.is_set() or self._lost.is_set() or self.timed_out
+
+    def check(self) -> None:
+        """Raise JobTimeout, LeaseLost or JobCanceled when the job must stop now."""
+        if self.timed_out:
+            raise JobTimeout("the job ran past its time limit")
+        if self._lost.is_set():
+            raise LeaseLost("lease lost")
+        if self._cancel.is_set():
+            raise JobCanceled("canceled")
+
+    @property
+    def timed_out(self) -> bool:
+        """Return whether the job ran past its deadline."""
+        return self._timeout.is_set() or time.monotonic() >= self.deadline
+
+    @property
+    def lease_lost(self) -> bool:
+        """Return whether another claim owns the job now."""
+        return self._lost.is_set()
+
+    def request_stop(self) -> None:
+        """Mark the job canceled (its worker saw the cancel flag)."""
+        if self.stop_requested_at is None:
+            self.stop_requested_at = time.monotonic()
+        self._cancel.set()
+
+    def mark_timed_out(self) -> None:
+        """Mark the job as past its deadline (its worker ended it)."""
+        self._timeout.set()
+
+    def observe_lease(self, owned: dict[uuid.UUID, bool]) -> None:
+        """Apply a lease renewal's answer: the job's cancel flag, or the loss of its lease."""
+        if self.job.id in owned:
+            if owned[self.job.id]:
+                self.request_stop()
+        elif not self.finished and not self.timed_out:
+            self._lost.set()
+
+    # -- reporting ---------------------------------------------------------------------------
+    def progress(self, data: dict[str, Any], *, force: bool = False) -> None:
+        """Record progress, at most every half second unless ``force``; best effort."""
+        now = time.monotonic()
+        if not force and now - self._last_progress < PROGRESS_MIN_INTERVAL_S:
+            return
+        self._last_progress = now
+        try:
+            if self._services.store.set_progress(self.job.id, self.token, data) is None:
+                self._lost.set()
+        except Exception as exc:  # a database blip must not fail the job; the lease has slack
+            log.warning("job %s: progress not recorded: %s", self.job.id, exc)
+
+    # -- files and models --------------------------------------------------------------------
+    @property
     def workdir(self) -> Path:
         """Return a folder private to this job, kept across attempts (for checkpoints)."""
-        path = self.services.settings.artifact_dir / "work" / str(self.job.id)
+        path = self.settings.artifact_dir / "work" / str(self.job.id)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def discard_workdir(self) -> None:
         """Delete the job's private folder (its checkpoints) once the job has succeeded."""
-        shutil.rmtree(
-            self.services.settings.artifact_dir / "work" / str(self.job.id), ignore_errors=True
-        )
-
-    def should_stop(self) -> bool:
-        """Return whether the job was canceled or its lease lost (polls the row at most 1/s)."""
-        now = time.monotonic()
-        if now - self._last_poll >= CANCEL_POLL_S and not self._cancel.is_set():
-            self._last_poll = now
-            row = self.services.store.get(self.job.id)
-            if row is not None and row.cancel_requested:
-                self._cancel.set()
-        return self._cancel.is_set() or self._lost.is_set()
-
-    def stop_flag(self) -> bool:
-        """Return whether the job must stop, from what is known already (no database read)."""
-        return self._cancel.is_set() or self._lost.is_set()
-
-    def check(self) -> None:
-        """Raise JobCanceled or LeaseLost when the job must stop now."""
-        if self.should_stop():
-            raise LeaseLost("lease lost") if self._lost.is_set() else JobCanceled("canceled")
-
-    def progress(self, data: dict[str, Any], *, force: bool = False) -> None:
-        """Record progress, at most every half second unless ``force``."""
-        now = time.monotonic()
-        if not force and now - self._last_progress < PROGRESS_MIN_INTERVAL_S:
-            return
-        self._last_progress = now
-        if self.services.store.set_progress(self.job.id, self.token, data) is None:
-            self._lost.set()
+        shutil.rmtree(self.settings.artifact_dir / "work" / str(self.job.id), ignore_errors=True)
 
     def save_artifact(
         self, kind: str, media_type: str, data: bytes, suffix: str, *, defer: bool = False
@@ -90,7 +141,7 @@ class JobContext:
         ``defer`` records the row together with the job's success (one transaction for a whole
         chunk) instead of at once; use it for outputs nobody needs before the job ends.
         """
-        store = self.services.artifacts
+        store = self._services.artifacts
         if defer:
             row = store.write(self.job.id, kind, media_type, data, suffix)
             self.pending_artifacts.append(row)
@@ -105,45 +156,37 @@ class JobContext:
             "url": artifact_url(row.id),
         }
 
-    def observe_lease(self, owned: dict[uuid.UUID, bool]) -> None:
-        """Apply a heartbeat's answer: the job's cancel flag, or the loss of its lease."""
-        if self.job.id in owned:
-            if owned[self.job.id]:
-                self._cancel.set()
-        elif not self.finished:
-            self._lost.set()
+    def open_dataset(self, dataset_id: uuid.UUID, kind: str) -> Path:
+        """Return the stored file of an uploaded dataset of the given kind."""
+        with self._services.store.sessions() as session:
+            row = session.get(Dataset, dataset_id)
+        if row is None:
+            raise InputError("dataset not found", field="params.dataset_id")
+        if row.kind != kind:
+            raise InputError(f"dataset is {row.kind}, not {kind}", field="params.dataset_id")
+        return self._services.artifacts.get(row.artifact_id)[1]
 
-    @property
-    def lease_lost(self) -> bool:
-        """Return whether another claim owns the job now."""
-        return self._lost.is_set()
+    def register_model(
+        self, model_file: Path, kind: str, config: dict[str, Any], metrics: dict[str, Any]
+    ) -> ResolvedModel:
+        """Store a trained model file and register it as the next version of the job's model."""
+        artifact = self.save_artifact(
+            "model", "application/octet-stream", model_file.read_bytes(), ".keras"
+        )
+        return self._services.registry.register(
+            name=self.job.model,
+            kind=kind,
+            config=config,
+            artifact_id=uuid.UUID(artifact["id"]),
+            sha256=artifact["sha256"],
+            metrics=metrics,
+            job_id=self.job.id,
+        )
 
+    @contextmanager
+    def model(self, kind: str) -> Iterator[Any]:
+        """Yield the job's model, loaded once per worker and kept loaded while the job uses it."""
+        from worker.model_cache import model_cache
 
-class Heartbeat:
-    """A daemon thread that renews the lease of every job of one claim while they run."""
-
-    def __init__(self, contexts: Sequence[JobContext], interval_s: float) -> None:
-        self._contexts = contexts
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="aigc-heartbeat", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        ctx = self._contexts[0]
-        lease_s = ctx.services.settings.lease_s
-        while not self._stop.wait(self._interval_s):
-            try:
-                owned = ctx.services.store.heartbeat(ctx.token, lease_s)
-            except Exception as exc:  # a DB blip must not kill the jobs; the lease has slack
-                log.warning("heartbeat failed for claim %s: %s", ctx.token, exc)
-                continue
-            for each in self._contexts:
-                each.observe_lease(owned)
+        with model_cache(self._services).use(self.job.model, kind) as loaded:
+            yield loaded

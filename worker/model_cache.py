@@ -1,7 +1,9 @@
 """Per-process cache of loaded models, keyed by (name, version), with LRU eviction.
 
 A model is loaded once per worker process and reused by every job; a newly registered version is
-just another key, loaded on first use, so no restart is needed.
+just another key, loaded on first use, so no restart is needed. A job pins the model it uses: an
+evicted model stops taking new jobs at once but is closed only when its last job lets go, so no
+request in flight is ever stranded on a closed model.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +33,8 @@ class LoadedModel:
     generator: Any = None  # TextGenerator for text models
     tokenizer: Tokenizer | None = None
     scheduler: Any = None  # the model-owner thread, started on first batched use
+    pins: int = 0  # jobs using the model now
+    evicted: bool = False  # out of the cache; closed when the last pin goes
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def batcher(self, settings: Settings) -> Any:
@@ -65,30 +71,57 @@ class ModelCache:
         self._by_ref: dict[tuple[str, str | None], tuple[str, int]] = {}
         self._lock = threading.Lock()
 
-    def get(self, ref: str, kind: str | None = None) -> LoadedModel:
+    @contextmanager
+    def use(self, ref: str, kind: str | None = None) -> Iterator[LoadedModel]:
+        """Yield the loaded model a reference names, pinned so eviction cannot close it."""
+        loaded = self.get(ref, kind, pin=True)
+        try:
+            yield loaded
+        finally:
+            self._unpin(loaded)
+
+    def _unpin(self, loaded: LoadedModel) -> None:
+        with self._lock:
+            loaded.pins -= 1
+            close = loaded.evicted and loaded.pins == 0
+        if close:
+            loaded.close()
+
+    def get(self, ref: str, kind: str | None = None, *, pin: bool = False) -> LoadedModel:
         """Return the loaded model a reference names, loading it on first use."""
         with self._lock:
             # Jobs name an exact version (resolved at submit), and a version never changes, so
             # a loaded one is found without asking the registry again.
             hit = self._by_ref.get((ref, kind))
             if hit is not None and hit in self._models:
-                self._models.move_to_end(hit)
-                return self._models[hit]
+                return self._touch(hit, pin)
         resolved = self.services.registry.resolve(ref, kind)
         key = (resolved.name, resolved.version)
         with self._lock:
             if ":" in ref:
                 self._by_ref[(ref, kind)] = key
-            if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key]
-            loaded = self._load(resolved)
-            self._models[key] = loaded
-            while len(self._models) > self.capacity:
-                evicted, old = self._models.popitem(last=False)
+            if key not in self._models:
+                self._models[key] = self._load(resolved)
+                self._evict_over_capacity(keep=key)
+            return self._touch(key, pin)
+
+    def _touch(self, key: tuple[str, int], pin: bool) -> LoadedModel:
+        self._models.move_to_end(key)
+        loaded = self._models[key]
+        loaded.pins += int(pin)
+        return loaded
+
+    def _evict_over_capacity(self, keep: tuple[str, int]) -> None:
+        # Least recently used first, preferring models no job is using right now.
+        while len(self._models) > self.capacity:
+            others = [k for k in self._models if k != keep]
+            idle = [k for k in others if self._models[k].pins == 0]
+            key = idle[0] if idle else others[0]
+            old = self._models.pop(key)
+            old.evicted = True
+            log.info("evicted model %s:%s (%d jobs still using it)", *key, old.pins)
+            if old.pins == 0:
                 old.close()
-                log.info("evicted model %s:%s", *evicted)
-            return loaded
 
     def _load(self, resolved: ResolvedModel) -> LoadedModel:
         from worker.ml.persist import load_model_verified

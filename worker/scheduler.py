@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.errors import JobCanceled
+from shared.errors import JobCanceled, RetryableError
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +100,32 @@ class BatchStats:
 
 
 class _Owner:
-    """The thread that owns a model: requests in through a queue, results out through futures."""
+    """The thread that owns a model: requests in through a queue, results out through futures.
+
+    Closing it lets every request already submitted finish; a request submitted after that fails
+    at once with a retryable error instead of waiting on a thread that is gone.
+    """
 
     def __init__(self, name: str) -> None:
         self.inbox: queue.Queue[Any] = queue.Queue()
         self.stats = BatchStats()
+        self.closed = False
+        self._closing = threading.Lock()  # no request can slip in behind the stop marker
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def close(self) -> None:
-        """Stop the owner thread once its work is done."""
-        self.inbox.put(_STOP)
+        """Stop the owner thread once the requests already submitted are done."""
+        with self._closing:
+            self.closed = True
+            self.inbox.put(_STOP)
+
+    def _accept(self, request: Any) -> Future:
+        with self._closing:
+            if self.closed:
+                raise RetryableError("the model was unloaded from this worker; the job retries")
+            self.inbox.put(request)
+        return request.future
 
     def _take(self, block: bool, timeout: float | None = None) -> Any:
         try:
@@ -138,12 +153,13 @@ class TextScheduler(_Owner):
         """Queue a request; its future yields the generated token ids."""
         if not request.ids or min(request.ids) < 0 or max(request.ids) >= self.gen.vocab_size:
             raise ValueError("prompt token ids out of range")  # a poison request fails alone
-        self.inbox.put(request)
-        return request.future
+        return self._accept(request)
 
     def _loop(self) -> None:
+        stopping = False
         while True:
-            if not self._admit():
+            stopping = not self._admit() or stopping
+            if stopping and not self.active and not self.backlog:
                 return
             if not self.active:
                 continue
@@ -157,12 +173,14 @@ class TextScheduler(_Owner):
                 self.state = None
 
     def _admit(self) -> bool:
-        """Move requests from the inbox into free slots; False when asked to stop."""
-        item = self._take(block=not self.active and not self.backlog)
+        """Move requests from the inbox into free slots; False once asked to stop."""
+        going = True
+        item = self._take(block=not self.active and not self.backlog and not self.closed)
         while item is not None:
             if item is _STOP:
-                return False
-            self.backlog.append(item)
+                going = False
+            else:
+                self.backlog.append(item)
             item = self._take(block=False)
         while self.backlog and len(self.active) < self.max_batch:
             req = self.backlog.popleft()
@@ -170,7 +188,7 @@ class TextScheduler(_Owner):
                 req.future.set_exception(JobCanceled("canceled"))
                 continue
             self._place(req)
-        return True
+        return going
 
     def _place(self, req: TextRequest) -> None:
         want = min(self.max_batch, len(self.active) + 1 + len(self.backlog))
@@ -240,8 +258,7 @@ class ImageScheduler(_Owner):
 
     def submit(self, request: ImageRequest) -> Future:
         """Queue a request; its future yields ``n`` uint8 images."""
-        self.inbox.put(request)
-        return request.future
+        return self._accept(request)
 
     def _loop(self) -> None:
         while True:
@@ -257,9 +274,9 @@ class ImageScheduler(_Owner):
                         req.future.set_exception(exc)
 
     def _gather(self) -> list[ImageRequest] | None:
-        first = self._take(block=True)
-        if first is _STOP:
-            return None
+        first = self._take(block=not self.closed)
+        if first is _STOP or first is None:
+            return None  # closed: requests put before the stop marker were served already
         group, total = [first], first.n
         deadline = time.monotonic() + self.max_wait_s
         while total < self.max_batch:

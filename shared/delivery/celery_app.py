@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from shared.config import Settings
-from shared.jobs.jobtypes import QUEUES
+from shared.delivery.lanes import all_queues
 
 RUN_JOB_TASK = "aigc.run_job"
 RUN_CHUNK_TASK = "aigc.run_chunk"
@@ -17,6 +17,8 @@ def make_celery(settings: Settings) -> Celery:
     """Create a Celery app configured for at-least-once delivery with ids-only JSON messages."""
     settings.ensure_dirs()
     app = Celery("aigc", broker=settings.broker_url, set_as_current=False)
+    if settings.broker_url.startswith("filesystem://"):
+        app.conf.broker_transport = "shared.delivery.fs_transport:Transport"
     app.conf.update(
         # JSON only: pickle would let a broker writer run code on workers.
         task_serializer="json",
@@ -24,15 +26,24 @@ def make_celery(settings: Settings) -> Celery:
         result_serializer="json",
         # The database is the result store; Celery results would expire and lie.
         task_ignore_result=True,
-        # Ack after the job ran, one message at a time, so a dead worker's message is not lost.
-        task_acks_late=True,
+        # A message is a doorbell, not the job: the row, its lease and the reconciler make every
+        # accepted job end. So a message is acked when it is taken, and the broker never
+        # re-delivers it: no visibility timeout to outlast, no double run of a long job, and no
+        # restore of unacked messages when the connection drops (on Redis that path crashes
+        # the worker: celery/celery#10205, celery/kombu#1836). A message lost with a dying
+        # worker is re-published by the reconciler.
+        task_acks_late=False,
         worker_prefetch_multiplier=1,
-        # A child killed by a signal is acked; the job row's lease and the reconciler retry it.
-        task_reject_on_worker_lost=False,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Keep running jobs through a broker outage; the worker reconnects for as long as it takes.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
         broker_transport_options=_transport_options(settings),
-        task_queues=[Queue(name) for name in QUEUES],
+        # Each queue its own exchange and key: bare Queue(name)s would all bind to the default
+        # exchange with the default queue's key, and every message would land in every queue.
+        task_queues=[
+            Queue(name, Exchange(name, type="direct"), routing_key=name) for name in all_queues()
+        ],
         task_default_queue="generate",
         task_create_missing_queues=False,
         task_publish_retry_policy={
@@ -63,9 +74,11 @@ def _transport_options(settings: Settings) -> dict[str, object]:
         }
     if url.startswith("sqla+"):
         return {}  # kombu hands these options to create_engine(); it accepts none of ours
-    # The same visibility timeout everywhere: the shortest one in the cluster wins.
     return {
-        "visibility_timeout": settings.visibility_timeout_s,
+        # No ack emulation: see task_acks_late above.
+        "ack_emulation": False,
         "socket_timeout": settings.publish_timeout_s,
         "socket_connect_timeout": settings.publish_timeout_s,
+        # A worker consumes its queues in the order given, not round-robin.
+        "queue_order_strategy": "priority",
     }

@@ -1,85 +1,119 @@
-"""Hands committed jobs to the broker; the message carries the job id and nothing else."""
+"""Hands committed jobs to the broker; the message carries job ids and nothing else."""
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from amqp.exceptions import ChannelError
 from celery import Celery
 
 from shared.config import Settings
+from shared.delivery import lanes
 from shared.delivery.celery_app import RUN_CHUNK_TASK, RUN_JOB_TASK
+from shared.delivery.lanes import lane_of
 from shared.jobs import jobtypes
 from shared.jobs.store import JobStore
 from shared.tables import Job
 
 log = logging.getLogger(__name__)
 
+Message = tuple[str, Any, str, str, list[uuid.UUID]]  # task, argument, queue, job type, job ids
+
 
 class Publisher:
-    """Sends ``aigc.run_job(job_id)`` to the queue of each job's type, with its time limits."""
+    """Sends ``aigc.run_job(id)`` or ``aigc.run_chunk([ids])`` to each job's lane.
+
+    A failed publish is logged, never raised: the rows are committed, so the reconciler publishes
+    them later. After a failure the publisher stops trying for ``publish_timeout_s``, so a broker
+    outage costs submits no time.
+    """
 
     def __init__(self, celery: Celery, store: JobStore, settings: Settings) -> None:
         self.celery = celery
         self.store = store
         self.settings = settings
+        self._down_until = 0.0
 
-    def publish(self, jobs: Sequence[Job], *, record: bool = True) -> int:
-        """Publish one message per committed job; return how many reached the broker.
+    def publish(self, jobs: Sequence[Job], *, stamped: bool, redo: bool = False) -> int:
+        """Publish one message per job; return how many reached the broker.
 
-        A failure is logged, not raised: the job row is safe and the reconciler re-publishes it.
+        ``stamped`` jobs were recorded as published when they were inserted (the API's hot
+        path): only a failure is written back. Otherwise the publish time is recorded. ``redo``
+        sends them to their lane's redo queue, which its workers read first.
         """
-        messages = [(RUN_JOB_TASK, str(j.id), jobtypes.get(j.type).queue, [j.id]) for j in jobs]
-        return self._send_all(messages, record=record)
+        messages = [
+            (RUN_JOB_TASK, str(j.id), _queue(lane_of(j), redo), j.type, [j.id]) for j in jobs
+        ]
+        return self._send_all(messages, stamped=stamped)
 
     def publish_chunks(
-        self, job_ids: Sequence[uuid.UUID], queue: str, *, record: bool = True
+        self, job_ids: Sequence[uuid.UUID], type_name: str, *, stamped: bool, redo: bool = False
     ) -> int:
-        """Publish committed jobs as chunk messages of up to ``batch_chunk_size`` ids each."""
+        """Publish batch items of one type in chunk messages of ``batch_chunk_size`` ids."""
         size = self.settings.batch_chunk_size
+        queue = _queue(jobtypes.get(type_name).queue, redo)
         chunks = [list(job_ids[i : i + size]) for i in range(0, len(job_ids), size)]
-        messages = [(RUN_CHUNK_TASK, [str(i) for i in c], queue, c) for c in chunks]
-        return self._send_all(messages, record=record)
+        messages = [(RUN_CHUNK_TASK, [str(i) for i in c], queue, type_name, c) for c in chunks]
+        return self._send_all(messages, stamped=stamped)
 
-    def _send_all(
-        self, messages: list[tuple[str, Any, str, list[uuid.UUID]]], *, record: bool
-    ) -> int:
+    def _send_all(self, messages: list[Message], *, stamped: bool) -> int:
         sent: list[uuid.UUID] = []
-        try:
-            with self.celery.producer_or_acquire() as producer:
-                for task, arg, queue, ids in messages:
-                    hard = self._time_limit(queue)
-                    self.celery.send_task(
-                        task,
-                        args=[arg],
-                        queue=queue,
-                        producer=producer,
-                        soft_time_limit=hard - 5,
-                        time_limit=hard,
-                    )
-                    sent += ids
-        except Exception as exc:
-            log.warning("publish failed after %d jobs: %s", len(sent), exc)
-        if not record:
-            return len(sent)  # the rows were stamped published when they were created
-        try:
-            self.store.mark_published(sent)
-        except Exception as exc:
-            log.warning("could not record publish time: %s", exc)
+        if time.monotonic() >= self._down_until:
+            try:
+                self._send(messages, sent)
+            except Exception as exc:
+                self._down_until = time.monotonic() + self.settings.publish_timeout_s
+                log.warning("publish failed after %d jobs: %s", len(sent), exc)
+        self._record(messages, sent, stamped=stamped)
         return len(sent)
+
+    def _send(self, messages: list[Message], sent: list[uuid.UUID]) -> None:
+        with self.celery.producer_or_acquire() as producer:
+            for task, arg, queue, type_name, ids in messages:
+                limit = jobtypes.get(type_name).limit_s(self.settings)
+                # Celery's own limits back up the job's deadline: a prefork child that hangs in
+                # C code past it is killed; the thread pool ignores them.
+                grace = self.settings.stuck_grace_s
+                self.celery.send_task(
+                    task,
+                    args=[arg],
+                    queue=queue,
+                    producer=producer,
+                    soft_time_limit=limit + grace,
+                    time_limit=limit + 2 * grace,
+                )
+                sent += ids
+
+    def _record(self, messages: list[Message], sent: list[uuid.UUID], *, stamped: bool) -> None:
+        try:
+            if stamped:
+                done = set(sent)
+                unsent = [i for *_, ids in messages for i in ids if i not in done]
+                if unsent:  # due at once for the reconciler, not after the republish delay
+                    self.store.mark_published(unsent, published=False)
+            elif sent:
+                self.store.mark_published(sent)
+        except Exception as exc:
+            log.warning("could not record publish state: %s", exc)
 
     def queue_depth(self, queue: str) -> int | None:
         """Return how many messages wait in a queue, or None if the broker cannot say."""
         try:
             with self.celery.connection_for_read() as conn:
                 return int(conn.default_channel.queue_declare(queue, passive=True).message_count)
+        except ChannelError as exc:
+            if str(exc.reply_code) == "404":  # kombu sends the code as a string
+                return 0  # Redis drops an empty list: no queue, no messages
+            log.debug("queue depth of %s unknown: %s", queue, exc)
+            return None
         except Exception as exc:
             log.debug("queue depth of %s unknown: %s", queue, exc)
             return None
 
-    def _time_limit(self, queue: str) -> int:
-        if queue == "train":
-            return self.settings.train_time_limit_s
-        return self.settings.generate_time_limit_s
+
+def _queue(lane: str, redo: bool) -> str:
+    return lanes.redo(lane) if redo else lane

@@ -1,14 +1,28 @@
-"""The reconciler: re-publishes lost messages and rescues jobs whose worker died."""
+"""The reconciler: rescues jobs whose worker died, and publishes every job that is due.
+
+A queued job is due to publish when it has no message in the broker (``published_at`` is NULL:
+a failed publish, a rescue, or a retry whose backoff has passed) or when its message was lost:
+published more than ``republish_after_s`` ago, and either its lane has since delivered a job
+published after it, or the lane is empty. A busy lane therefore never hides a lost message, and
+a message merely waiting its turn is never duplicated.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from shared.config import Settings
+from shared.delivery import lanes
 from shared.delivery.publish import Publisher
-from shared.jobs import jobtypes
-from shared.jobs.store import JobStatus, JobStore
+from shared.jobs.reads import cutoff
+from shared.jobs.status import JobStatus
+from shared.jobs.store import JobStore
+from shared.tables import Job
 
 log = logging.getLogger(__name__)
 
@@ -17,90 +31,112 @@ log = logging.getLogger(__name__)
 class ReconcileReport:
     """What one pass of the reconciler did."""
 
+    published: int = 0
     republished: int = 0
     requeued: int = 0
     failed: int = 0
     canceled: int = 0
 
 
-def reconcile_once(
-    store: JobStore, publisher: Publisher, republish_after_s: float
-) -> ReconcileReport:
-    """Run one pass: rescue expired leases, then re-publish jobs queued for too long."""
-    report = ReconcileReport()
-    requeued = []
-    for job in store.expired_leases():
-        moved = store.rescue(job)
-        if moved is None:
-            continue
-        if moved.status == JobStatus.QUEUED:
-            report.requeued += 1
-            requeued.append(moved)
-        elif moved.status == JobStatus.FAILED:
-            report.failed += 1
-        else:
-            report.canceled += 1
-    publisher.publish(requeued)
-    report.republished = _republish_stale(store, publisher, republish_after_s)
+def process_of(token: str) -> str:
+    """Return the part of a claim token that names its worker process (``host:pid:``)."""
+    host, pid, _ = token.rsplit(":", 2)
+    return f"{host}:{pid}:"
+
+
+def reconcile_once(store: JobStore, publisher: Publisher, settings: Settings) -> ReconcileReport:
+    """Run one pass: rescue expired leases, publish due jobs, re-publish lost messages."""
+    report = ReconcileReport(canceled=store.cancel_stranded())
+    _rescue(store, report)
+    report.published = publish_due(store, publisher)
+    report.republished = _republish_lost(store, publisher, settings.republish_after_s)
     if report != ReconcileReport():
         log.info("reconciled: %s", report)
     return report
 
 
-def _republish_stale(store: JobStore, publisher: Publisher, older_than_s: float) -> int:
-    # A non-empty queue may still hold these jobs' messages (a big batch drains for minutes):
-    # re-publishing them would flood it with duplicates. An empty queue means they were lost.
-    by_queue: dict[str, list] = {}
-    for job in store.stale_queued(older_than_s):
-        by_queue.setdefault(jobtypes.get(job.type).queue, []).append(job)
-    sent = 0
-    for queue, jobs in by_queue.items():
-        if publisher.queue_depth(queue):
-            continue
-        if queue == "generate":
-            sent += publisher.publish_chunks([j.id for j in jobs], queue)
+def _rescue(store: JobStore, report: ReconcileReport) -> None:
+    expired = store.expired_leases()
+    if not expired:
+        return
+    running = store.running_per_process({process_of(j.worker_id or "::") for j in expired})
+    for job in expired:
+        # Alone in its process, the job may have killed it: the attempt counts.
+        charged = job.solo or running[process_of(job.worker_id or "::")] <= 1
+        moved = store.rescue(job, charged=charged)
+        if moved is None:
+            continue  # it changed meanwhile (a cancel, a late finish): next pass sees it anew
+        if moved.status == JobStatus.QUEUED:
+            report.requeued += 1
+        elif moved.status == JobStatus.FAILED:
+            report.failed += 1
         else:
-            sent += publisher.publish(jobs)
-    return sent
+            report.canceled += 1
+
+
+def publish_due(store: JobStore, publisher: Publisher) -> int:
+    """Publish queued jobs that have no message in the broker and whose time has come."""
+    return _publish(publisher, store.due_unpublished())
+
+
+def _republish_lost(store: JobStore, publisher: Publisher, republish_after_s: float) -> int:
+    marks = lanes.watermarks(store.sessions)
+    depth: dict[str, int | None] = {}
+    lost = []
+    for job in store.published_before(cutoff(republish_after_s)):
+        lane = lanes.lane_of(job)
+        if lane in marks and job.published_at < marks[lane]:
+            lost.append(job)  # a later message of its lane was delivered: this one never will
+            continue
+        if lane not in depth:
+            depth[lane] = _depth(publisher, lane)
+        if depth[lane] == 0:
+            lost.append(job)  # nothing left in the lane (or its redo queue) to deliver it
+    return _publish(publisher, lost)
+
+
+def _depth(publisher: Publisher, lane: str) -> int | None:
+    counts = [publisher.queue_depth(q) for q in (lane, lanes.redo(lane))]
+    return None if None in counts else sum(counts)  # type: ignore[arg-type]
+
+
+def _publish(publisher: Publisher, jobs: Sequence[Job]) -> int:
+    # Batch items travel in chunks; a job that must run alone always travels alone.
+    chunks: dict[str, list[uuid.UUID]] = defaultdict(list)
+    singles = []
+    for job in jobs:
+        if job.batch_id is not None and not job.solo:
+            chunks[job.type].append(job.id)
+        else:
+            singles.append(job)
+    # These jobs waited their turn once already: they go to the redo queue, read first.
+    sent = publisher.publish(singles, stamped=False, redo=True) if singles else 0
+    return sent + sum(
+        publisher.publish_chunks(ids, t, stamped=False, redo=True) for t, ids in chunks.items()
+    )
 
 
 def run_forever(
-    store: JobStore,
-    publisher: Publisher,
-    *,
-    interval_s: float,
-    republish_after_s: float,
-    stop: threading.Event,
+    store: JobStore, publisher: Publisher, settings: Settings, stop: threading.Event
 ) -> None:
-    """Reconcile every ``interval_s`` seconds until ``stop`` is set, logging errors."""
+    """Reconcile every ``reconcile_interval_s`` seconds until ``stop`` is set, logging errors."""
     while not stop.is_set():
         try:
-            reconcile_once(store, publisher, republish_after_s)
+            reconcile_once(store, publisher, settings)
         except Exception:
             log.exception("reconcile pass failed; will try again")
-        stop.wait(interval_s)
+        stop.wait(settings.reconcile_interval_s)
 
 
 def start_thread(
-    store: JobStore,
-    publisher: Publisher,
-    *,
-    interval_s: float,
-    republish_after_s: float,
-    stop: threading.Event,
+    store: JobStore, publisher: Publisher, settings: Settings, stop: threading.Event
 ) -> threading.Thread:
     """Run the reconciler in a daemon thread of this process until ``stop`` is set."""
     thread = threading.Thread(
         target=run_forever,
         name="reconciler",
         daemon=True,
-        kwargs={
-            "store": store,
-            "publisher": publisher,
-            "stop": stop,
-            "interval_s": interval_s,
-            "republish_after_s": republish_after_s,
-        },
+        args=(store, publisher, settings, stop),
     )
     thread.start()
     return thread

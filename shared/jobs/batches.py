@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import IO, Any
 
 from pydantic import Field
 from sqlalchemy import func, select
 
+from shared.config import Settings
 from shared.db import utcnow
 from shared.errors import FieldErrors, InputError, NotFound, PayloadTooLarge
-from shared.jobs import jobtypes
+from shared.jobs import jobtypes, jsoninput
 from shared.jobs.schemas import Strict
-from shared.jobs.status import TERMINAL, JobStatus
+from shared.jobs.status import TERMINAL, BatchStatus, JobStatus
 from shared.jobs.submit import ModelCheck, check_model_field, parse_model, validate_params
 from shared.services import Services
 from shared.tables import Batch, Job
@@ -38,16 +39,15 @@ class BatchCreate(Strict):
     items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
-def parse_jsonl(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+def parse_jsonl(stream: IO[bytes], max_line_bytes: int) -> Iterator[dict[str, Any]]:
     """Yield the items of a JSONL upload, one JSON object per non-empty line."""
     index = 0
-    for raw in lines:
+    while raw := stream.readline(max_line_bytes + 1):
+        if len(raw) > max_line_bytes:  # read no further than the limit: a line may be huge
+            raise PayloadTooLarge(f"a line is over {max_line_bytes} bytes", field=f"items[{index}]")
         if not raw.strip():
             continue
-        try:
-            item = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputError("line is not valid JSON", field=f"items[{index}]") from None
+        item = jsoninput.loads(raw, f"items[{index}]")
         if not isinstance(item, dict):
             raise InputError("each line must be a JSON object", field=f"items[{index}]")
         index += 1
@@ -58,8 +58,7 @@ def build_rows(
     batch: Batch,
     items: Iterable[dict[str, Any]],
     *,
-    max_params_bytes: int,
-    max_attempts: int,
+    settings: Settings,
     check_model: ModelCheck | None,
 ) -> list[dict[str, Any]]:
     """Validate every item and return the job rows to insert; one bad item rejects them all."""
@@ -78,7 +77,7 @@ def build_rows(
                 f"custom_id {item.custom_id!r} is repeated", field=f"{prefix}.custom_id"
             )
         seen.add(item.custom_id)
-        params = validate_params(job_type, item.params, max_params_bytes, f"{prefix}.params")
+        params = validate_params(job_type, item.params, settings, f"{prefix}.params")
         model = _item_model(job_type, batch.model, params, check_model, prefix)
         rows.append(
             {
@@ -92,7 +91,7 @@ def build_rows(
                 "created_at": now,
                 "published_at": now,
                 "attempts": 0,
-                "max_attempts": max_attempts,
+                "max_attempts": settings.max_attempts,
                 "priority": 0,
                 "cancel_requested": False,
             }
@@ -124,9 +123,7 @@ def _item_model(
 def submit_batch(svc: Services, batch: Batch, rows: list[dict[str, Any]]) -> Batch:
     """Insert the batch and its jobs in one transaction, then publish their ids in chunks."""
     svc.store.create_batch(batch, rows)
-    svc.publisher.publish_chunks(
-        [r["id"] for r in rows], jobtypes.get(batch.type).queue, record=False
-    )
+    svc.publisher.publish_chunks([r["id"] for r in rows], batch.type, stamped=True)
     return batch
 
 
@@ -160,13 +157,15 @@ def batch_status(svc: Services, batch_id: uuid.UUID) -> dict[str, Any]:
     }
 
 
-def derive_status(batch: Batch, counts: dict[str, int], done: int) -> str:
+def derive_status(batch: Batch, counts: dict[str, int], done: int) -> BatchStatus:
     """Return the batch's status from its items' statuses."""
     if done < batch.item_count:
-        return "cancelling" if batch.cancel_requested else "in_progress"
+        return BatchStatus.CANCELLING if batch.cancel_requested else BatchStatus.IN_PROGRESS
     if batch.cancel_requested:
-        return "canceled"
-    return "failed" if counts["failed"] == batch.item_count else "completed"
+        return BatchStatus.CANCELED
+    if counts[JobStatus.FAILED] == batch.item_count:
+        return BatchStatus.FAILED
+    return BatchStatus.COMPLETED
 
 
 def stream_results(svc: Services, batch_id: uuid.UUID) -> Iterator[str]:

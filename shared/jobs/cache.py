@@ -1,79 +1,94 @@
-"""A short-lived status snapshot of each job in Redis, in front of the database."""
+"""A short-lived status snapshot of each job in Redis, in front of the database.
+
+Every snapshot carries the job row's ``version``; a write never replaces a newer snapshot, so a
+slow writer cannot make the cache show an older state than the database has. A write that fails
+(Redis is down) leaves the job's key marked dirty: it is deleted before the next write gets
+through, so a stale snapshot cannot outlive an outage.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable
+import threading
+from collections.abc import Iterable
 from typing import Any
 
 import redis
 
+from shared.jobs.status import TERMINAL
+
 log = logging.getLogger(__name__)
 
-TERMINAL_STATES = frozenset({"succeeded", "failed", "canceled"})
+EVENTS_PREFIX = "aigc:events:"
+CANCEL_CHANNEL = "aigc:cancel"
+# A snapshot of a job that may still change lives this long at most (seconds).
+LIVE_TTL_S = 60
+MAX_DIRTY = 100_000
+
+# KEYS[1] the snapshot hash; ARGV: version, JSON, TTL seconds, event channel.
+_PUT_IF_NEWER = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1')
+if tonumber(ARGV[1]) <= current then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('PUBLISH', ARGV[4], ARGV[2])
+return 1
+"""
 
 
 class StatusCache:
     """Writes and reads job snapshots; a Redis outage falls back to the database."""
 
     def __init__(self, url: str, ttl_s: int) -> None:
-        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._ttl_s = ttl_s
+        self._put = self.redis.register_script(_PUT_IF_NEWER)
+        self._dirty: set[str] = set()
+        self._lock = threading.Lock()
 
     @staticmethod
     def key(job_id: str) -> str:
         """Return the Redis key of a job's snapshot."""
         return f"aigc:job:{job_id}"
 
-    def put_many(self, snapshots: dict[str, dict[str, Any]]) -> None:
-        """Store snapshots and announce each on its job's channel, in one round trip."""
+    def put_many(self, snapshots: Iterable[dict[str, Any]]) -> None:
+        """Store snapshots newer than the cached ones and announce each on its job's channel."""
+        snapshots = list(snapshots)
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for job_id, snapshot in snapshots.items():
-                data = json.dumps(snapshot, default=str)
-                pipe.setex(self.key(job_id), self._ttl_s, data)
-                pipe.publish(f"aigc:events:{job_id}", data)
+            pipe = self.redis.pipeline(transaction=False)
+            if dirty:
+                pipe.delete(*[self.key(i) for i in dirty])
+            for snap in snapshots:
+                ttl = self._ttl_s if snap["status"] in TERMINAL else min(self._ttl_s, LIVE_TTL_S)
+                data = json.dumps(snap, default=str)
+                args = [snap["version"], data, ttl, EVENTS_PREFIX + snap["id"]]
+                self._put(keys=[self.key(snap["id"])], args=args, client=pipe)
             pipe.execute()
         except redis.RedisError as exc:
             log.warning("status cache write failed for %d jobs: %s", len(snapshots), exc)
+            self._mark_dirty(dirty | {s["id"] for s in snapshots})
 
-    def forget(self, job_ids: list[str]) -> None:
-        """Drop snapshots after a bulk change, so readers go to the database."""
-        try:
-            for start in range(0, len(job_ids), 1000):
-                self._redis.delete(*[self.key(i) for i in job_ids[start : start + 1000]])
-        except redis.RedisError as exc:
-            log.warning("status cache delete failed: %s", exc)
-
-    def wait(
-        self, job_id: str, deadline: float, read: Callable[[], dict[str, Any] | None]
-    ) -> dict[str, Any] | None:
-        """Return ``read()`` once the job's events show it ended, or at the deadline."""
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            pubsub.subscribe(f"aigc:events:{job_id}")
-            job = read()  # after subscribing, so no event can slip between read and listen
-            while job is not None and job["status"] not in TERMINAL_STATES:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                message = pubsub.get_message(timeout=min(left, 1.0))
-                if message is not None:
-                    job = json.loads(message["data"])
-            return job
-        except redis.RedisError as exc:
-            log.warning("status wait failed for %s: %s", job_id, exc)
-            return read()
-        finally:
-            pubsub.close()
+    def _mark_dirty(self, ids: set[str]) -> None:
+        with self._lock:
+            if len(self._dirty) + len(ids) <= MAX_DIRTY:
+                self._dirty |= ids
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         """Return the cached snapshot, or None when absent or Redis is down."""
         try:
-            raw = self._redis.get(self.key(job_id))
+            raw = self.redis.hget(self.key(job_id), "d")
         except redis.RedisError as exc:
             log.warning("status cache read failed for %s: %s", job_id, exc)
             return None
         return json.loads(raw) if raw else None
+
+    def announce_cancel(self, ids: Iterable[str]) -> None:
+        """Tell workers at once that these jobs (or batches) were asked to stop."""
+        try:
+            self.redis.publish(CANCEL_CHANNEL, json.dumps(list(ids)))
+        except redis.RedisError as exc:
+            # Workers also see the flag at their next lease renewal; this only makes them faster.
+            log.warning("cancel announcement failed: %s", exc)

@@ -7,12 +7,13 @@ and route every type without importing model code.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from shared.config import Settings
 from shared.errors import InputError
 
 Queue = Literal["generate", "train"]
@@ -29,6 +30,18 @@ class JobType:
     handler: str  # "package.module:function", imported lazily by the worker
     model: Literal["required", "optional", "target", "none"] = "none"
     model_kind: str | None = None  # "text" or "image": the kind of registered model it uses
+    # Seconds one attempt may run; None takes the queue's limit from the settings.
+    time_limit_s: float | None = None
+    # Estimates the peak memory (MiB) of a job from its params, checked before it is accepted.
+    memory_mb: Callable[[Any], float] | None = None
+
+    def limit_s(self, settings: Settings) -> float:
+        """Return the seconds one attempt of this type may run."""
+        if self.time_limit_s is not None:
+            return self.time_limit_s
+        if self.queue == "train":
+            return settings.train_time_limit_s
+        return settings.generate_time_limit_s
 
     def resolve_handler(self) -> object:
         """Import and return the handler callable (worker side only)."""
@@ -59,6 +72,11 @@ def all_types() -> list[JobType]:
     return sorted(_REGISTRY.values(), key=lambda t: t.name)
 
 
+def time_limits(settings: Settings) -> dict[str, float]:
+    """Return the time limit of every registered job type, by name."""
+    return {t.name: t.limit_s(settings) for t in _REGISTRY.values()}
+
+
 def load_plugins(modules: Iterable[str]) -> None:
     """Import modules that register extra job types (for example test-only types)."""
     for module in modules:
@@ -67,6 +85,7 @@ def load_plugins(modules: Iterable[str]) -> None:
 
 def _register_builtin() -> None:
     from shared.jobs import params
+    from shared.models.presets import image_train_mb, text_train_mb
 
     register(
         JobType(
@@ -96,6 +115,7 @@ def _register_builtin() -> None:
             "worker.handlers.text:train",
             model="target",
             model_kind="text",
+            memory_mb=text_train_mb,
         )
     )
     register(
@@ -106,6 +126,7 @@ def _register_builtin() -> None:
             "worker.handlers.image:train",
             model="target",
             model_kind="image",
+            memory_mb=image_train_mb,
         )
     )
 

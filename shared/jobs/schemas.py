@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.jobs.status import JobStatus
 
 
 class Strict(BaseModel):
@@ -36,6 +38,19 @@ class JobError(BaseModel):
     message: str
 
 
+class AttemptError(JobError):
+    """How one attempt of a job ended without success."""
+
+    attempt: int
+    worker: str | None = None
+    at: datetime
+    charged: bool | None = Field(
+        None,
+        description="For a lost worker: whether the attempt counted (false when the job died "
+        "beside others and runs alone next).",
+    )
+
+
 class JobPublic(BaseModel):
     """A job as clients see it."""
 
@@ -49,6 +64,9 @@ class JobPublic(BaseModel):
     progress: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     error: JobError | None = None
+    errors: list[AttemptError] = Field(
+        default_factory=list, description="One entry per attempt that did not succeed."
+    )
     attempts: int
     max_attempts: int
     priority: int
@@ -58,6 +76,11 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+    @field_validator("errors", mode="before")
+    @classmethod
+    def _no_errors_yet(cls, value: object) -> object:
+        return value or []
 
 
 class JobsPublic(BaseModel):
@@ -81,7 +104,7 @@ class JobQuery(Strict):
 class JobsQuery(Strict):
     """Query string of ``GET /v1/jobs``."""
 
-    status: Literal["queued", "running", "succeeded", "failed", "canceled"] | None = None
+    status: JobStatus | None = None
     type: str | None = Field(None, max_length=64)
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = Field(None, max_length=200)

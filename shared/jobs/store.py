@@ -1,51 +1,49 @@
-"""Job states and every transition between them.
+"""Every write to a job, and so every transition between its states.
 
 This module is the only writer of ``jobs.status``. Each transition is one conditional
-``UPDATE … WHERE status = <expected>`` so duplicates, revived workers and racing workers can
+``UPDATE … WHERE status = <expected>``, so duplicates, revived workers and racing workers can
 never move a job twice. Running jobs are also guarded by ``worker_id``: the token of the claim
-that owns the lease.
+that owns the lease. The reconciler's rescue is guarded by the row's ``version``, so a cancel
+that lands between its read and its write makes it try again instead of losing the cancel.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import case, insert, literal, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, StoreUnavailable
-from shared.jobs.cache import StatusCache
-from shared.jobs.cursor import decode_cursor, encode_cursor
-from shared.jobs.schemas import JobPublic
-from shared.jobs.status import TERMINAL, JobStatus
+from shared.jobs.attempts import (
+    CANCELED_BY_REQUEST,
+    attempt_error,
+    canceled_now,
+    error_doc,
+    lost_message,
+    rescue_entry,
+    with_entry,
+)
+from shared.jobs.reads import JobReads, snapshot
+from shared.jobs.status import JobStatus
 from shared.tables import Artifact, Batch, Job, JsonType
 
 
-def error_doc(code: str, message: str) -> dict[str, str]:
-    """Return the ``{code, message}`` document stored in ``jobs.error``."""
-    return {"code": code, "message": message[:2000]}
+class JobStore(JobReads):
+    """Creates and transitions jobs; each change goes to the status cache as a snapshot."""
 
-
-class JobStore:
-    """Creates, reads and transitions jobs; writes a snapshot to the status cache on each change."""
-
-    def __init__(self, sessions: sessionmaker[Session], cache: StatusCache | None = None) -> None:
-        self.sessions = sessions
-        self.cache = cache
-
-    # -- writing helpers -------------------------------------------------------------------
+    # -- helpers ---------------------------------------------------------------------------
     def _update(self, job_id: uuid.UUID, where: Sequence[Any], **values: Any) -> Job | None:
         """Run one conditional UPDATE on a job; return the new row, or None if it did not match."""
         stmt = (
             update(Job)
             .where(Job.id == job_id, *where)
-            .values(**values)
+            .values(version=Job.version + 1, **values)
             .returning(Job)
             .execution_options(synchronize_session=False)
         )
@@ -63,18 +61,19 @@ class JobStore:
             raise StoreUnavailable(str(exc)) from exc
 
     def _snapshot(self, *jobs: Job) -> None:
-        if self.cache is not None and jobs:
-            self.cache.put_many({str(job.id): to_public(job) for job in jobs})
+        # Batch items are read through their batch; nobody waits on one alone.
+        if self.cache is not None:
+            self.cache.put_many(snapshot(job) for job in jobs if job.batch_id is None)
 
-    # -- creating and reading --------------------------------------------------------------
+    # -- creating --------------------------------------------------------------------------
     def create(self, jobs: Sequence[Job]) -> list[Job]:
         """Insert queued jobs in one transaction and commit before anything is published."""
         now = utcnow()
         for job in jobs:
             job.status = JobStatus.QUEUED
             job.created_at = job.created_at or now
-            # Published right after this commit; if that fails, the reconciler finds it after
-            # republish_after_s, and the hot path saves a second UPDATE.
+            # Published right after this commit; a failed publish clears it (mark_unpublished),
+            # and the hot path saves a second UPDATE.
             job.published_at = job.created_at
         try:
             with self.sessions() as session:
@@ -98,127 +97,63 @@ class JobStore:
         except OperationalError as exc:
             raise StoreUnavailable("the job store is unavailable") from exc
 
-    def cancel_batch(self, batch_id: uuid.UUID) -> None:
-        """Cancel a batch's queued jobs now and flag its running ones to stop."""
-        now, canceled = utcnow(), error_doc("canceled", "canceled by request")
-        with self.sessions() as session:
-            batch = session.get(Batch, batch_id)
-            if batch is None:
-                raise NotFound("batch not found")
-            batch.cancel_requested = True
-            changed = list(
-                session.scalars(
-                    update(Job)
-                    .where(Job.batch_id == batch_id, Job.status == JobStatus.QUEUED)
-                    .values(
-                        status=JobStatus.CANCELED,
-                        cancel_requested=True,
-                        finished_at=now,
-                        error=canceled,
-                    )
-                    .returning(Job.id)
-                    .execution_options(synchronize_session=False)
-                )
-            )
-            changed += session.scalars(
-                update(Job)
-                .where(Job.batch_id == batch_id, Job.status == JobStatus.RUNNING)
-                .values(cancel_requested=True)
-                .returning(Job.id)
-                .execution_options(synchronize_session=False)
-            )
-            session.commit()
-        if self.cache is not None:
-            self.cache.forget([str(i) for i in changed])  # readers fall back to the database
-
-    def mark_published(self, job_ids: Sequence[uuid.UUID]) -> None:
-        """Record when queued jobs were last handed to the broker."""
-        now = utcnow()
+    def mark_published(self, job_ids: Sequence[uuid.UUID], *, published: bool = True) -> None:
+        """Record that queued jobs' messages went to the broker now, or (False) did not."""
+        value = utcnow() if published else None
         with self.sessions() as session:
             for start in range(0, len(job_ids), 5000):  # stay under bind-parameter limits
-                chunk = job_ids[start : start + 5000]
                 session.execute(
                     update(Job)
-                    .where(Job.id.in_(chunk), Job.status == JobStatus.QUEUED)
-                    .values(published_at=now)
+                    .where(Job.id.in_(job_ids[start : start + 5000]))
+                    .where(Job.status == JobStatus.QUEUED)
+                    .values(published_at=value)
                     .execution_options(synchronize_session=False)
                 )
             session.commit()
 
-    def get(self, job_id: uuid.UUID) -> Job | None:
-        """Return the job row from the database."""
-        with self.sessions() as session:
-            return session.get(Job, job_id)
-
-    def get_public(self, job_id: uuid.UUID) -> dict[str, Any] | None:
-        """Return the client view of a job: the cached snapshot first, then the database."""
-        if self.cache is not None and (hit := self.cache.get(str(job_id))):
-            return hit
-        job = self.get(job_id)
-        return to_public(job) if job else None
-
-    def wait_public(self, job_id: uuid.UUID, wait_s: float) -> dict[str, Any] | None:
-        """Return the job once it is terminal or ``wait_s`` has passed (a long poll).
-
-        With Redis, the wait listens to the job's event channel; without it, the row is re-read
-        every tenth of a second.
-        """
-        deadline = time.monotonic() + wait_s
-        if self.cache is not None:
-            return self.cache.wait(str(job_id), deadline, lambda: self.get_public(job_id))
-        while True:
-            job = self.get_public(job_id)
-            if job is None or job["status"] in TERMINAL or time.monotonic() >= deadline:
-                return job
-            time.sleep(0.1)
-
-    def list(
-        self, *, status: str | None, type_: str | None, limit: int, cursor: str | None
-    ) -> tuple[list[Job], str | None]:
-        """Return one page of jobs, newest first, and the cursor of the next page."""
-        stmt = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
-        if status:
-            stmt = stmt.where(Job.status == status)
-        if type_:
-            stmt = stmt.where(Job.type == type_)
-        if cursor:
-            at, last_id = decode_cursor(cursor)
-            stmt = stmt.where(
-                or_(Job.created_at < at, and_(Job.created_at == at, Job.id < last_id))
-            )
-        with self.sessions() as session:
-            rows = list(session.scalars(stmt))
-        page, more = rows[:limit], len(rows) > limit
-        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
-        return page, next_cursor
-
     # -- transitions a worker makes --------------------------------------------------------
-    def claim(self, job_ids: Sequence[uuid.UUID], token: str, lease_s: float) -> list[Job]:
-        """Move jobs to ``running`` under one new lease; return those this worker may run.
+    def claim(
+        self,
+        job_ids: Sequence[uuid.UUID],
+        token: str,
+        *,
+        lease_s: float,
+        time_limits: Mapping[str, float],
+        default_limit_s: float,
+        solo: bool = False,
+    ) -> list[Job]:
+        """Move queued jobs to ``running`` under one new lease and a deadline per job type.
 
-        A queued job is claimed; so is a running job whose lease expired (its worker died).
-        A finished job, a running job under a live lease, or one out of attempts is not.
+        Only a queued job is claimable: a finished or running one (a duplicate message) is not,
+        and a job whose lease expired goes back through the reconciler's rescue first. ``solo``
+        claims only jobs that must run alone (the caller holds its process to itself), or else
+        only the others.
         """
         now = utcnow()
-        claimable = or_(
-            Job.status == JobStatus.QUEUED,
-            and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now),
-        )
+        deadline: Any = literal(now + timedelta(seconds=default_limit_s))
+        if time_limits:
+            deadline = case(
+                {name: literal(now + timedelta(seconds=s)) for name, s in time_limits.items()},
+                value=Job.type,
+                else_=deadline,
+            )
         stmt = (
             update(Job)
             .where(
                 Job.id.in_(job_ids),
-                claimable,
+                Job.status == JobStatus.QUEUED,
                 Job.cancel_requested.is_(False),
-                Job.attempts < Job.max_attempts,
+                Job.solo.is_(solo),
             )
+            .where((Job.available_at.is_(None)) | (Job.available_at <= now))
             .values(
                 status=JobStatus.RUNNING,
                 attempts=Job.attempts + 1,
                 worker_id=token,
                 started_at=now,
                 lease_expires_at=now + timedelta(seconds=lease_s),
-                error=None,
+                deadline_at=deadline,
+                version=Job.version + 1,
             )
             .returning(Job)
             .execution_options(synchronize_session=False)
@@ -230,12 +165,18 @@ class JobStore:
         order = {job_id: i for i, job_id in enumerate(job_ids)}
         return sorted(jobs, key=lambda j: order[j.id])
 
-    def heartbeat(self, token: str, lease_s: float) -> dict[uuid.UUID, bool]:
-        """Extend the lease of every job a claim still owns; map each to its cancel flag."""
+    def renew(self, tokens: Sequence[str], lease_s: float) -> dict[uuid.UUID, bool]:
+        """Extend the leases of running jobs these claims own, until each job's deadline.
+
+        Return each renewed job's cancel flag. A job missing from the answer lost its lease,
+        ended, or passed its deadline: past its deadline a lease is never renewed.
+        """
+        now = utcnow()
         stmt = (
             update(Job)
-            .where(Job.status == JobStatus.RUNNING, Job.worker_id == token)
-            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+            .where(Job.status == JobStatus.RUNNING, Job.worker_id.in_(tokens))
+            .where(Job.deadline_at > now)
+            .values(lease_expires_at=now + timedelta(seconds=lease_s))
             .returning(Job.id, Job.cancel_requested)
             .execution_options(synchronize_session=False)
         )
@@ -269,6 +210,9 @@ class JobStore:
                 status=JobStatus.SUCCEEDED,
                 finished_at=utcnow(),
                 lease_expires_at=None,
+                deadline_at=None,
+                error=None,
+                version=Job.version + 1,
                 result=case({k: literal(v, JsonType) for k, v in results.items()}, value=Job.id),
             )
             .returning(Job)
@@ -282,59 +226,70 @@ class JobStore:
         self._snapshot(*done)
         return done
 
-    def fail(self, job_id: uuid.UUID, token: str, code: str, message: str) -> Job | None:
-        """Finish a running job as failed."""
-        return self._finish(job_id, token, JobStatus.FAILED, error=error_doc(code, message))
+    def fail(self, job: Job, code: str, message: str) -> Job | None:
+        """Finish a running job (``job`` as its claim returned it) as failed."""
+        return self._finish(job, JobStatus.FAILED, attempt_error(job, code, message))
 
-    def cancel_running(self, job_id: uuid.UUID, token: str) -> Job | None:
+    def cancel_running(self, job: Job) -> Job | None:
         """Finish a running job that stopped because its cancel flag was set."""
         return self._finish(
-            job_id, token, JobStatus.CANCELED, error=error_doc("canceled", "canceled by request")
+            job, JobStatus.CANCELED, attempt_error(job, "canceled", CANCELED_BY_REQUEST)
         )
 
-    def retry(self, job_id: uuid.UUID, token: str, code: str, message: str) -> Job | None:
-        """Requeue a running job after a transient error, or fail it when out of attempts."""
+    def retry(self, job: Job, code: str, message: str, delay_s: float) -> Job | None:
+        """Send a running job back to the queue after a transient error, to run after a delay.
+
+        The reconciler publishes it once ``available_at`` has come. Out of attempts it fails;
+        asked to cancel meanwhile, it is canceled.
+        """
+        entry = attempt_error(job, code, message)
         back = self._update(
-            job_id,
+            job.id,
             [
                 Job.status == JobStatus.RUNNING,
-                Job.worker_id == token,
+                Job.worker_id == job.worker_id,
                 Job.attempts < Job.max_attempts,
                 Job.cancel_requested.is_(False),
             ],
             status=JobStatus.QUEUED,
             worker_id=None,
             lease_expires_at=None,
+            deadline_at=None,
+            published_at=None,
+            available_at=utcnow() + timedelta(seconds=delay_s),
             error=error_doc(code, message),
-            published_at=utcnow(),
+            errors=[*(job.errors or []), entry],
         )
-        return back or self.fail(job_id, token, code, message)
+        if back is not None:
+            return back
+        return self.cancel_running(job) or self._finish(job, JobStatus.FAILED, entry)
 
-    def _finish(
-        self, job_id: uuid.UUID, token: str, status: JobStatus, **values: Any
-    ) -> Job | None:
+    def _finish(self, job: Job, status: JobStatus, entry: dict[str, Any]) -> Job | None:
+        where = [Job.status == JobStatus.RUNNING, Job.worker_id == job.worker_id]
+        if status == JobStatus.CANCELED:
+            where.append(Job.cancel_requested.is_(True))  # only a requested cancel ends so
         return self._update(
-            job_id,
-            [Job.status == JobStatus.RUNNING, Job.worker_id == token],
+            job.id,
+            where,
             status=status,
             finished_at=utcnow(),
             lease_expires_at=None,
-            **values,
+            deadline_at=None,
+            **with_entry(job, entry),
         )
 
     # -- transitions a client makes --------------------------------------------------------
     def request_cancel(self, job_id: uuid.UUID) -> Job:
         """Cancel a queued job now, or flag a running one to stop; Conflict if it already ended."""
-        now = utcnow()
         job = self._update(
             job_id,
             [Job.status == JobStatus.QUEUED],
-            status=JobStatus.CANCELED,
-            cancel_requested=True,
-            finished_at=now,
-            error=error_doc("canceled", "canceled by request"),
+            **canceled_now(utcnow()),
         )
-        job = job or self._update(job_id, [Job.status == JobStatus.RUNNING], cancel_requested=True)
+        if job is None:
+            job = self._update(job_id, [Job.status == JobStatus.RUNNING], cancel_requested=True)
+            if job is not None and self.cache is not None:
+                self.cache.announce_cancel([str(job_id)])
         if job is not None:
             return job
         current = self.get(job_id)
@@ -342,54 +297,52 @@ class JobStore:
             raise NotFound("job not found")
         raise Conflict(f"job is already {current.status}", job_status=current.status)
 
+    def cancel_batch(self, batch_id: uuid.UUID) -> None:
+        """Cancel a batch's queued jobs now and flag its running ones to stop."""
+        now = utcnow()
+        with self.sessions() as session:
+            batch = session.get(Batch, batch_id)
+            if batch is None:
+                raise NotFound("batch not found")
+            batch.cancel_requested = True
+            for status, values in (
+                (JobStatus.QUEUED, canceled_now(now)),
+                (JobStatus.RUNNING, {"cancel_requested": True}),
+            ):
+                session.execute(
+                    update(Job)
+                    .where(Job.batch_id == batch_id, Job.status == status)
+                    .values(version=Job.version + 1, **values)
+                    .execution_options(synchronize_session=False)
+                )
+            session.commit()
+        if self.cache is not None:
+            self.cache.announce_cancel([str(batch_id)])
+
     # -- transitions the reconciler makes --------------------------------------------------
-    def stale_queued(self, older_than_s: float, limit: int = 1000) -> list[Job]:
-        """Return queued jobs not published within ``older_than_s`` seconds."""
-        cutoff = utcnow() - timedelta(seconds=older_than_s)
-        stmt = (
-            select(Job)
-            .where(Job.status == JobStatus.QUEUED)
-            .where(func.coalesce(Job.published_at, Job.created_at) < cutoff)
-            .order_by(Job.priority.desc(), Job.created_at)
-            .limit(limit)
-        )
-        with self.sessions() as session:
-            return list(session.scalars(stmt))
+    def rescue(self, job: Job, *, charged: bool) -> Job | None:
+        """End, cancel or requeue a job whose lease expired; None if the row moved meanwhile.
 
-    def expired_leases(self, limit: int = 1000) -> list[Job]:
-        """Return running jobs whose lease ran out: their worker is gone."""
-        stmt = (
-            select(Job)
-            .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < utcnow())
-            .limit(limit)
-        )
-        with self.sessions() as session:
-            return list(session.scalars(stmt))
-
-    def rescue(self, job: Job) -> Job | None:
-        """Requeue, fail or cancel one job whose lease expired; None if it moved meanwhile."""
+        ``charged`` says whether the lost attempt counts: it does when the job ran alone in its
+        process (it may have killed it). A job that died beside others is not charged, and runs
+        alone next time (``solo``), so a poison job cannot cost its neighbours their attempts.
+        """
+        now = utcnow()
         guard = [
+            Job.version == job.version,
             Job.status == JobStatus.RUNNING,
-            Job.worker_id == job.worker_id,
-            Job.lease_expires_at < utcnow(),
+            Job.lease_expires_at < now,
         ]
-        done = {"finished_at": utcnow(), "lease_expires_at": None}
+        done = {"finished_at": now, "lease_expires_at": None, "deadline_at": None}
+        entry = rescue_entry(job, charged, now)
         if job.cancel_requested:
             return self._update(
-                job.id,
-                guard,
-                status=JobStatus.CANCELED,
-                **done,
-                error=error_doc("canceled", "canceled by request"),
+                job.id, guard, status=JobStatus.CANCELED, **done, **with_entry(job, entry)
             )
-        if job.attempts >= job.max_attempts:
-            message = f"the worker was lost {job.attempts} times"
+        if entry["code"] == "timeout" or (charged and job.attempts >= job.max_attempts):
+            entry = {**entry, "message": lost_message(job, entry)}
             return self._update(
-                job.id,
-                guard,
-                status=JobStatus.FAILED,
-                **done,
-                error=error_doc("worker_lost", message),
+                job.id, guard, status=JobStatus.FAILED, **done, **with_entry(job, entry)
             )
         return self._update(
             job.id,
@@ -397,10 +350,21 @@ class JobStore:
             status=JobStatus.QUEUED,
             worker_id=None,
             lease_expires_at=None,
+            deadline_at=None,
             published_at=None,
+            attempts=job.attempts if charged else job.attempts - 1,
+            solo=job.solo or not charged,
+            **with_entry(job, entry),
         )
 
-
-def to_public(job: Job) -> dict[str, Any]:
-    """Return the JSON-ready client view of a job row."""
-    return JobPublic.model_validate(job).model_dump(mode="json")
+    def cancel_stranded(self) -> int:
+        """Cancel queued jobs that carry a cancel flag (left by an older version); return count."""
+        with self.sessions() as session:
+            result = session.execute(
+                update(Job)
+                .where(Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(True))
+                .values(version=Job.version + 1, **canceled_now(utcnow()))
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+        return result.rowcount or 0

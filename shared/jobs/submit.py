@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from shared.config import Settings
 from shared.errors import FieldErrors, InputError
 from shared.jobs import jobtypes
 from shared.jobs.schemas import JobCreate
@@ -38,36 +39,39 @@ def parse_model(schema: type[BaseModel], data: Any, prefix: str = "") -> BaseMod
         raise field_errors(exc, prefix) from None
 
 
-def build_job(
-    body: JobCreate,
-    *,
-    max_params_bytes: int,
-    max_attempts: int,
-    check_model: ModelCheck | None = None,
-) -> Job:
+def build_job(body: JobCreate, *, settings: Settings, check_model: ModelCheck | None = None) -> Job:
     """Validate one job request completely and return an unsaved job row."""
     job_type = jobtypes.get(body.type)
-    data = validate_params(job_type, body.params, max_params_bytes)
+    data = validate_params(job_type, body.params, settings)
     model = check_model_field(job_type, body.model, data, check_model)
     return Job(
         type=job_type.name,
         model=model,
         params=data,
         priority=body.priority,
-        max_attempts=max_attempts,
+        max_attempts=settings.max_attempts,
     )
 
 
 def validate_params(
-    job_type: jobtypes.JobType, params: Any, max_params_bytes: int, prefix: str = "params"
+    job_type: jobtypes.JobType, params: Any, settings: Settings, prefix: str = "params"
 ) -> dict[str, Any]:
-    """Validate a job's params against its type's schema and return them as stored."""
-    data = parse_model(job_type.params, params, prefix).model_dump(mode="json")
+    """Validate a job's params against its type's schema and limits; return them as stored."""
+    parsed = parse_model(job_type.params, params, prefix)
+    if job_type.memory_mb is not None:
+        needed, limit = job_type.memory_mb(parsed), settings.max_train_memory_mb
+        if needed > limit:
+            raise InputError(
+                f"this training job needs about {needed:,.0f} MiB of memory; the limit is "
+                f"{limit:,} MiB (lower max_chars, max_images, batch_size or the model size)",
+                field=prefix,
+            )
+    data = parsed.model_dump(mode="json")
     if "seed" in data and data["seed"] is None:
         # A stored seed makes every job reproducible, even when the client gave none.
         data["seed"] = secrets.randbelow(2**31)
-    if len(json.dumps(data)) > max_params_bytes:
-        raise InputError(f"params exceed {max_params_bytes} bytes", field=prefix)
+    if len(json.dumps(data)) > settings.max_params_bytes:
+        raise InputError(f"params exceed {settings.max_params_bytes} bytes", field=prefix)
     return data
 
 
@@ -89,5 +93,5 @@ def check_model_field(
 def submit(services: Services, jobs: Sequence[Job]) -> list[Job]:
     """Commit jobs, then publish them; a failed publish is left to the reconciler."""
     saved = services.store.create(jobs)
-    services.publisher.publish(saved, record=False)
+    services.publisher.publish(saved, stamped=True)
     return saved

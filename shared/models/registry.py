@@ -42,7 +42,7 @@ class ResolvedModel:
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
     """Split ``name[:version]``; raise InputError on a malformed reference."""
-    match = REF_RE.match(ref or "")
+    match = REF_RE.fullmatch(ref or "")  # fullmatch: "$" alone would let "name\n" through
     if not match:
         raise InputError(f"model must look like 'name' or 'name:3', got {ref!r}", field="model")
     version = match.group("version")
@@ -97,7 +97,7 @@ class ModelRegistry:
 
     def check_target(self, name: str, kind: str) -> str:
         """Validate the name a training job will register its model under."""
-        if not NAME_RE.match(name or ""):
+        if not NAME_RE.fullmatch(name or ""):
             raise InputError("model name must be 1-64 of a-z, 0-9, '_', '.', '-'", field="model")
         with self.sessions() as session:
             existing = session.scalar(select(Model.kind).where(Model.name == name))

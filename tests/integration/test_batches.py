@@ -8,6 +8,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from shared.jobs.status import BATCH_TERMINAL
 from shared.tables import Batch, Job
 from tests.conftest import Stack
 from tests.support import wait_for
@@ -30,7 +31,7 @@ def _items(n: int, seconds: float = 0.0) -> list[dict]:
 def _wait_batch(stack: Stack, batch_id: str, timeout_s: float = 120) -> dict:
     def done() -> dict | None:
         batch = stack.api.get(f"/v1/batches/{batch_id}").json()
-        return batch if batch["status"] in ("completed", "failed", "canceled") else None
+        return batch if batch["status"] in BATCH_TERMINAL else None
 
     return wait_for(done, timeout_s, 0.2, f"batch {batch_id}")
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Api, free_port, settings_env
+from ops.launcher import free_port
+from tests.support import Api, settings_env
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,14 @@ def _stored(stack: Stack) -> tuple[int, int, int]:
     with stack.services.store.sessions() as session:
         datasets = session.scalar(select(func.count()).select_from(Dataset))
         artifacts = session.scalar(select(func.count()).select_from(Artifact))
-    files = sum(1 for p in stack.settings.artifact_dir.rglob("*") if p.is_file())
-    return datasets, artifacts, files
+    return datasets, artifacts, artifact_files(stack)
+
+
+def artifact_files(stack: Stack) -> int:
+    """Count the stored files, not the effect files that test jobs still running may write."""
+    effects = stack.settings.artifact_dir / "effects"
+    files = stack.settings.artifact_dir.rglob("*")
+    return sum(1 for p in files if p.is_file() and effects not in p.parents)
 
 
 def _upload(stack: Stack, name: str, raw: bytes):

@@ -46,9 +46,9 @@ def test_a_job_that_always_kills_its_worker_fails_as_worker_lost(stack: Stack) -
 def test_the_same_message_twice_runs_the_job_once(stack: Stack) -> None:
     job_id = stack.api.submit("test.sleep", {"seconds": 0.5, "steps": 5})["id"]
     row = stack.services.store.get(uuid.UUID(job_id))
-    stack.services.publisher.publish([row, row])
+    stack.services.publisher.publish([row, row], stamped=True)
     done = stack.api.wait(job_id)
-    stack.services.publisher.publish([row])
+    stack.services.publisher.publish([row], stamped=True)
 
     time.sleep(1.5)
     after = stack.api.job(job_id)

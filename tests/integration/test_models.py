@@ -119,6 +119,21 @@ def test_image_model_generates_pngs_deterministically(stack: Stack, image_model:
     assert set(trained["metrics"]) >= {"d_loss", "g_loss"}
 
 
+def test_evicting_a_model_never_strands_its_requests(
+    stack: Stack, text_model: str, image_model: str
+) -> None:
+    # The test stack's workers keep one model loaded: every switch between these two evicts
+    # the other while its requests are still in flight (pinned, it is closed after them).
+    jobs = []
+    for seed in range(6):
+        text = {"prompt": "The ", "max_tokens": 60, "seed": seed}
+        jobs.append(stack.api.submit("text.generate", text, model=text_model))
+        jobs.append(stack.api.submit("image.generate", {"n": 2, "seed": seed}, model=image_model))
+    for job in jobs:
+        done = stack.api.wait(job["id"], timeout_s=180)
+        assert done["status"] == "succeeded", done
+
+
 def test_image_training_reports_losses_and_a_sample_grid(stack: Stack) -> None:
     job = _train(stack, "image", "tiny-image-grid", dict(TINY_IMAGE, epochs=2))
     progress = job["progress"]

@@ -1,8 +1,12 @@
-"""How workers are started: pools, GPU devices and GPU memory settings."""
+"""How processes are started and supervised: pools, GPU settings, restarts with backoff."""
 
 from __future__ import annotations
 
-from ops.launcher import default_pool, gpu_env, worker_command
+import sys
+import time
+from pathlib import Path
+
+from ops.launcher import ProcessSpec, Supervisor, default_pool, gpu_env, worker_command
 from shared.config import Settings
 
 
@@ -15,10 +19,10 @@ def test_generate_workers_use_threads_and_trainers_prefork() -> None:
 
 
 def test_train_workers_recycle_their_child_after_each_job() -> None:
-    cmd = worker_command(Settings(), queues="train", concurrency=1)
+    cmd = worker_command(queues="train", concurrency=1)
     assert cmd[cmd.index("--max-tasks-per-child") + 1] == "1"
     assert "--max-tasks-per-child" not in worker_command(
-        Settings(), queues="generate", concurrency=8, pool="threads"
+        queues="generate", concurrency=8, pool="threads"
     )
 
 
@@ -31,3 +35,47 @@ def test_one_gpu_per_worker_without_preallocation() -> None:
     }
     assert "CUDA_VISIBLE_DEVICES" not in gpu_env(Settings(), None)
     assert gpu_env(Settings(gpu_memory_growth=False), "0") == {"CUDA_VISIBLE_DEVICES": "0"}
+
+
+def _supervise_until(supervisor: Supervisor, done, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        supervisor.check()
+        time.sleep(0.01)
+
+
+def test_a_crashed_child_is_restarted_with_a_doubling_backoff(tmp_path: Path) -> None:
+    settings = Settings(restart_backoff_s=0.05, restart_backoff_max_s=0.2)
+    crash = ProcessSpec("crash", [sys.executable, "-c", "raise SystemExit(3)"])
+    supervisor = Supervisor([crash], settings, log_dir=tmp_path)
+    supervisor.start_all()
+    child = supervisor.children["crash"]
+    backoffs: dict[float, float] = {}  # each scheduled restart time -> its backoff
+
+    def seen_four() -> bool:
+        if child.next_start:
+            backoffs[child.next_start] = child.backoff_s
+        return len(backoffs) >= 4
+
+    _supervise_until(supervisor, seen_four)
+    supervisor.stop_all()
+    assert child.restarts >= 3
+    assert [backoffs[k] for k in sorted(backoffs)][:4] == [0.05, 0.1, 0.2, 0.2]
+
+
+def test_a_child_that_stays_up_is_left_alone_and_a_stopped_one_stays_stopped(
+    tmp_path: Path,
+) -> None:
+    sleeper = ProcessSpec("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
+    supervisor = Supervisor([sleeper], Settings(), log_dir=tmp_path)
+    supervisor.start_all()
+    child = supervisor.children["sleeper"]
+    pid = child.pid
+    for _ in range(20):
+        supervisor.check()
+    assert child.pid == pid and child.restarts == 0
+    supervisor.stop("sleeper")
+    for _ in range(20):
+        supervisor.check()
+    assert not child.alive and child.restarts == 0
+    supervisor.stop_all()

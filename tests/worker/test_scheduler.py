@@ -101,7 +101,8 @@ def test_cancel_and_poison_fail_alone(scheduler) -> None:
 def test_images_are_batched_and_match_unbatched() -> None:
     import keras
 
-    from worker.ml.image import ImageConfig, build_generator, generate_images
+    from shared.models.presets import ImageConfig
+    from worker.ml.image import build_generator, generate_images
     from worker.scheduler import ImageRequest, ImageScheduler
 
     keras.utils.set_random_seed(3)

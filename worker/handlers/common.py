@@ -1,18 +1,15 @@
-"""Pieces the training handlers share: checkpoints, datasets and registering the result."""
+"""Pieces the handlers share: checkpoints, waiting on a scheduler, and JSON-safe numbers."""
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
-from shared.errors import InputError
-from shared.models.registry import ResolvedModel
-from shared.tables import Dataset
+from shared.errors import JobCanceled
 from worker.context import JobContext
 
 STATE_FILE = "state.json"
@@ -32,45 +29,24 @@ def write_checkpoint_state(workdir: Path, state: dict[str, Any]) -> None:
     tmp.replace(workdir / STATE_FILE)
 
 
-def dataset_path(ctx: JobContext, dataset_id: uuid.UUID, kind: str) -> Path:
-    """Return the stored file of an uploaded dataset of the given kind."""
-    with ctx.services.store.sessions() as session:
-        row = session.get(Dataset, dataset_id)
-    if row is None:
-        raise InputError("dataset not found", field="params.dataset_id")
-    if row.kind != kind:
-        raise InputError(f"dataset is {row.kind}, not {kind}", field="params.dataset_id")
-    return ctx.services.artifacts.get(row.artifact_id)[1]
-
-
-def register_model(
-    ctx: JobContext, model_file: Path, kind: str, config: dict[str, Any], metrics: dict[str, Any]
-) -> ResolvedModel:
-    """Store the trained model as an artifact and register it as the model's next version."""
-    artifact = ctx.save_artifact(
-        "model", "application/octet-stream", model_file.read_bytes(), ".keras"
-    )
-    return ctx.services.registry.register(
-        name=ctx.job.model,
-        kind=kind,
-        config=config,
-        artifact_id=uuid.UUID(artifact["id"]),
-        sha256=artifact["sha256"],
-        metrics=metrics,
-        job_id=ctx.job_id,
-    )
-
-
 def finite(value: float) -> float | None:
     """Return value, or None for NaN/inf (JSON has no NaN)."""
     return value if value == value and abs(value) != float("inf") else None
 
 
 def wait_for_future(ctx: JobContext, future: Future, progress: Callable[[], dict[str, Any]]) -> Any:
-    """Wait for a scheduler's answer, polling for cancel and writing progress meanwhile."""
+    """Wait for a scheduler's answer, writing progress meanwhile, until the job must stop.
+
+    The wait ends at the job's deadline at the latest: a request stranded on a model-owner
+    thread can never hold its job thread for ever. The scheduler drops a stopped job's request
+    at its next chunk.
+    """
     while True:
         try:
             return future.result(timeout=WAIT_POLL_S)
         except FutureTimeout:
-            ctx.should_stop()  # reads the cancel flag; the scheduler sees it at its next chunk
+            ctx.check()
             ctx.progress(progress())
+        except JobCanceled:
+            ctx.check()  # the precise reason: canceled, timed out or lost
+            raise

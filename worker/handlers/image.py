@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from shared.errors import InputError, JobCanceled
 from shared.jobs.params import ImageGenerateParams, ImageTrainParams
+from shared.models.presets import image_config
 from worker.context import JobContext
 from worker.handlers import common
-from worker.model_cache import model_cache
 
 GRID_SAMPLES = 16
 GRID_SEED = 0  # the same latents every epoch, so the grids show training progress
@@ -22,16 +22,17 @@ def generate(ctx: JobContext, params: ImageGenerateParams) -> dict[str, Any]:
     """Generate ``n`` images from the seed and store each as a PNG artifact."""
     from worker.ml.image import encode_png, generate_images
 
-    loaded = model_cache(ctx.services).get(ctx.job.model, "image")
-    if ctx.services.settings.generate_batching:
-        from worker.scheduler import ImageRequest
+    with ctx.model("image") as loaded:
+        if ctx.settings.generate_batching:
+            from worker.scheduler import ImageRequest
 
-        request = ImageRequest(params.n, params.seed)
-        future = loaded.batcher(ctx.services.settings).submit(request)
-        images = common.wait_for_future(ctx, future, lambda: {"fraction": 0.0})
-        batching = request.timing.summary()
-    else:
-        images, batching = generate_images(loaded.model, params.n, params.seed), None
+            request = ImageRequest(params.n, params.seed)
+            future = loaded.batcher(ctx.settings).submit(request)
+            images = common.wait_for_future(ctx, future, lambda: {"fraction": 0.0})
+            batching = request.timing.summary()
+        else:
+            images, batching = generate_images(loaded.model, params.n, params.seed), None
+        ref = loaded.resolved.ref
     ctx.check()
     stored = [
         ctx.save_artifact("image", "image/png", encode_png(img), ".png", defer=True)
@@ -44,18 +45,9 @@ def generate(ctx: JobContext, params: ImageGenerateParams) -> dict[str, Any]:
         "width": int(width),
         "height": int(height),
         "channels": int(channels),
-        "model": loaded.resolved.ref,
+        "model": ref,
         "batching": batching,
     }
-
-
-def image_config(params: ImageTrainParams) -> Any:
-    """Return the DCGAN's hyperparameters for these params."""
-    from worker.ml.image import IMAGE_PRESETS
-
-    return replace(
-        IMAGE_PRESETS[params.preset], image_size=params.image_size, channels=params.channels
-    )
 
 
 def _training_images(ctx: JobContext, params: ImageTrainParams, cfg: Any) -> np.ndarray:
@@ -65,7 +57,7 @@ def _training_images(ctx: JobContext, params: ImageTrainParams, cfg: Any) -> np.
 
     if params.dataset_id is None:
         return load_digits_dataset(cfg)[: params.max_images]
-    with np.load(common.dataset_path(ctx, params.dataset_id, "image"), allow_pickle=False) as f:
+    with np.load(ctx.open_dataset(params.dataset_id, "image"), allow_pickle=False) as f:
         stored = f["images"][: params.max_images]
     size = (cfg.image_size, cfg.image_size)
     mode = "L" if cfg.channels == 1 else "RGB"
@@ -184,5 +176,5 @@ def _finish(
     final = ctx.workdir / "final.keras"
     save_model(gan.generator, final)
     metrics = {**losses, "epochs": params.epochs}
-    version = common.register_model(ctx, final, "image", {"image": asdict(cfg)}, metrics)
+    version = ctx.register_model(final, "image", {"image": asdict(cfg)}, metrics)
     return {"model": version.ref, "metrics": metrics}

@@ -5,17 +5,17 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from shared.errors import InputError, JobCanceled
 from shared.jobs.params import TextGenerateParams, TextTrainParams
+from shared.models.presets import text_config
 from shared.models.tokenizers import Tokenizer
 from worker.context import JobContext
 from worker.handlers import common
-from worker.model_cache import model_cache
 
 DECODE_CHUNK_STEPS = 64  # steps per compiled call; cancel is checked between calls
 PROGRESS_INTERVAL_S = 1.0
@@ -23,12 +23,16 @@ PROGRESS_INTERVAL_S = 1.0
 
 def generate(ctx: JobContext, params: TextGenerateParams) -> dict[str, Any]:
     """Continue a prompt with stateful decoding: batched with other jobs, or alone."""
-    loaded = model_cache(ctx.services).get(ctx.job.model, "text")
+    with ctx.model("text") as loaded:
+        return _generate(ctx, loaded, params)
+
+
+def _generate(ctx: JobContext, loaded: Any, params: TextGenerateParams) -> dict[str, Any]:
     ids = loaded.tokenizer.encode(params.prompt)
     if not ids:
         raise InputError("the prompt has no tokens for this model", field="params.prompt")
     batching: dict[str, float] | None = None
-    if ctx.services.settings.generate_batching:
+    if ctx.settings.generate_batching:
         out, batching = _generate_batched(ctx, loaded, ids, params)
     else:
         out = _generate_alone(ctx, loaded.generator, ids, params)
@@ -54,10 +58,10 @@ def _generate_batched(
         params.temperature,
         params.top_k,
         params.seed,
-        should_stop=ctx.stop_flag,
+        should_stop=ctx.should_stop,
         on_progress=lambda n: done.__setitem__(0, n),
     )
-    future = loaded.batcher(ctx.services.settings).submit(request)
+    future = loaded.batcher(ctx.settings).submit(request)
     tokens = common.wait_for_future(
         ctx, future, lambda: {"completion_tokens": done[0], "fraction": done[0] / params.max_tokens}
     )
@@ -89,20 +93,8 @@ def _corpus(ctx: JobContext, params: TextTrainParams) -> str:
     if params.dataset_id is None:
         text = builtin_corpus()
     else:
-        text = common.dataset_path(ctx, params.dataset_id, "text").read_text("utf-8")
+        text = ctx.open_dataset(params.dataset_id, "text").read_text("utf-8")
     return text[: params.max_chars]
-
-
-def text_config(params: TextTrainParams) -> Any:
-    """Return the model's hyperparameters: the preset with any overrides from params."""
-    from worker.ml.text import PRESETS
-
-    overrides = {
-        k: getattr(params, k)
-        for k in ("tokenizer", "units", "embedding_dim", "vocab_size", "seq_len", "batch_size")
-        if getattr(params, k) is not None
-    }
-    return replace(PRESETS[params.preset], **overrides)
 
 
 def train(ctx: JobContext, params: TextTrainParams) -> dict[str, Any]:
@@ -221,5 +213,5 @@ def _finish(
         "vocab_size": tokenizer.vocab_size,
     }
     config = {"text": asdict(cfg), "tokenizer": tokenizer.to_json()}
-    version = common.register_model(ctx, final, "text", config, metrics)
+    version = ctx.register_model(final, "text", config, metrics)
     return {"model": version.ref, "metrics": metrics}

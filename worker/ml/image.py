@@ -3,49 +3,16 @@
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import keras
 import numpy as np
 from PIL import Image
 
+from shared.models.presets import BASE_SIZE, ImageConfig
 from worker.ml.decode import bucket
 
-# The generator starts from an 8x8 feature map, as in the tutorial.
-BASE_SIZE = 8
 KERNEL = 5
-
-
-@dataclass(frozen=True)
-class ImageConfig:
-    """Hyperparameters of the DCGAN."""
-
-    latent_dim: int = 100
-    image_size: int = 32
-    channels: int = 1
-    base_filters: int = 256
-    disc_filters: int = 64
-    learning_rate: float = 1e-4
-
-    def __post_init__(self) -> None:
-        k = math.log2(self.image_size / BASE_SIZE) if self.image_size >= BASE_SIZE else 0
-        if k < 1 or not k.is_integer():
-            raise ValueError(f"image_size must be 8 * 2**k with k >= 1, got {self.image_size}")
-        if self.channels < 1 or self.latent_dim < 1:
-            raise ValueError("channels and latent_dim must be positive")
-
-    @property
-    def upsamples(self) -> int:
-        """Return the number of stride-2 blocks from 8x8 to image_size."""
-        return int(math.log2(self.image_size // BASE_SIZE))
-
-
-IMAGE_PRESETS: dict[str, ImageConfig] = {
-    "default": ImageConfig(),
-    "tiny": ImageConfig(latent_dim=16, base_filters=16, disc_filters=8),
-}
 
 
 def _up_block(x, filters: int, strides: int, name: str):

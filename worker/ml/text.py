@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import keras
 import numpy as np
 
+from shared.models.presets import PRESETS, TextConfig
 from shared.models.tokenizers import Tokenizer
 from worker.ml.decode import (
     DecodeState,
@@ -36,48 +37,6 @@ __all__ = [
 
 # Rows per evaluation call; a fixed size (last batch padded) keeps one compiled shape.
 EVAL_BATCH = 64
-
-
-@dataclass(frozen=True)
-class TextConfig:
-    """Hyperparameters of the text model."""
-
-    tokenizer: str
-    vocab_size: int
-    embedding_dim: int
-    units: int
-    seq_len: int
-    learning_rate: float = 1e-3
-    batch_size: int = 64
-
-
-PRESETS: dict[str, TextConfig] = {
-    # The tutorial's model.
-    "seed": TextConfig(
-        tokenizer="word", vocab_size=10_000, embedding_dim=128, units=1024, seq_len=32
-    ),
-    # One epoch over ~1 MB of text takes about a minute on 2 CPU cores (~18k tokens/s) and
-    # reaches ~2.4 bits/char: word-like output with the corpus's punctuation and layout.
-    "small": TextConfig(
-        tokenizer="char",
-        vocab_size=256,
-        embedding_dim=64,
-        units=256,
-        seq_len=64,
-        learning_rate=4e-3,
-        batch_size=32,
-    ),
-    # For tests only.
-    "tiny": TextConfig(
-        tokenizer="char",
-        vocab_size=256,
-        embedding_dim=8,
-        units=16,
-        seq_len=32,
-        learning_rate=1e-2,
-        batch_size=32,
-    ),
-}
 
 
 def config_for_tokenizer(cfg: TextConfig, tokenizer: Tokenizer) -> TextConfig:

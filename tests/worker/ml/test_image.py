@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from shared.models.presets import IMAGE_PRESETS, ImageConfig
 from worker.ml.image import (
     DCGAN,
-    IMAGE_PRESETS,
-    ImageConfig,
     build_discriminator,
     build_generator,
     encode_png,

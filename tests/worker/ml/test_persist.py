@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worker.ml.image import IMAGE_PRESETS, build_generator, generate_images
+from shared.models.presets import IMAGE_PRESETS
+from worker.ml.image import build_generator, generate_images
 from worker.ml.persist import ModelIntegrityError, load_model_verified, save_model, sha256_file
 
 pytestmark = pytest.mark.ml

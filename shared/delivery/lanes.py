@@ -1,0 +1,74 @@
+"""Lanes: the broker queues jobs travel in, and how far each one's consumers have read.
+
+Each lane has a companion queue, ``<lane>.redo``, that its workers read first: the reconciler
+publishes there what must not wait behind the lane's backlog again (a lost message, a rescued
+job, a retry whose backoff has passed, a failed publish).
+
+The broker hands out a lane's messages in order, so once a job published at ``t`` has been
+claimed, every job of that lane published well before ``t`` should have been claimed too. One
+still queued has lost its message; the reconciler re-publishes it even while the lane is busy.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.jobs import jobtypes
+from shared.tables import Job, Lane
+
+REDO = ".redo"
+
+
+def lane_of(job: Job) -> str:
+    """Return the lane (broker queue) a job's messages travel in."""
+    return jobtypes.get(job.type).queue
+
+
+def redo(lane: str) -> str:
+    """Return the queue a lane's workers read before the lane itself."""
+    return lane + REDO
+
+
+def consume_order(lanes: str) -> str:
+    """Return the queues, in reading order, of a worker that serves the comma-listed lanes."""
+    names = [n for n in lanes.split(",") if n]
+    return ",".join([*(redo(n) for n in names), *names])
+
+
+def all_queues() -> list[str]:
+    """Return every queue of every lane."""
+    return [q for lane in jobtypes.QUEUES for q in (lane, redo(lane))]
+
+
+def watermarks(sessions: sessionmaker[Session]) -> dict[str, datetime]:
+    """Return, per lane, the latest publish time of any job claimed from it."""
+    with sessions() as session:
+        rows = session.execute(select(Lane.name, Lane.consumed_through))
+        return {name: at for name, at in rows if at is not None}
+
+
+def advance(sessions: sessionmaker[Session], consumed: dict[str, datetime]) -> None:
+    """Move lanes' watermarks forward (never back) to the given publish times."""
+    with sessions() as session:
+        for name, at in consumed.items():
+            moved = session.execute(
+                update(Lane)
+                .where(Lane.name == name)
+                .where((Lane.consumed_through.is_(None)) | (Lane.consumed_through < at))
+                .values(consumed_through=at)
+            )
+            if not moved.rowcount and session.get(Lane, name) is None:
+                _create(session, name, at)
+        session.commit()
+
+
+def _create(session: Session, name: str, at: datetime) -> None:
+    try:
+        with session.begin_nested():
+            session.add(Lane(name=name, consumed_through=at))
+    except IntegrityError:
+        pass  # another worker created it first; its value is as good as ours

@@ -1,0 +1,63 @@
+"""What a job keeps of its attempts: the last one's ``error``, and an ``errors`` entry each."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.db import utcnow
+from shared.jobs.status import JobStatus
+from shared.tables import Job
+
+CANCELED_BY_REQUEST = "canceled by request"
+
+
+def error_doc(code: str, message: str) -> dict[str, str]:
+    """Return the ``{code, message}`` document stored in ``jobs.error``."""
+    return {"code": code, "message": message[:2000]}
+
+
+def attempt_error(job: Job, code: str, message: str) -> dict[str, Any]:
+    """Return the ``jobs.errors`` entry of the attempt that ``job`` (as claimed) is running."""
+    return {
+        **error_doc(code, message),
+        "attempt": job.attempts,
+        "worker": job.worker_id,
+        "at": utcnow().isoformat(),
+    }
+
+
+def rescue_entry(job: Job, charged: bool, now: datetime) -> dict[str, Any]:
+    """Return the errors entry of an attempt whose lease expired."""
+    if job.cancel_requested:
+        return attempt_error(job, "canceled", CANCELED_BY_REQUEST)
+    if job.deadline_at is not None and job.deadline_at <= now:
+        return attempt_error(job, "timeout", "the job ran past its time limit")
+    note = "" if charged else "; it ran beside other jobs, so it runs alone next"
+    entry = attempt_error(job, "worker_lost", f"its worker was lost{note}")
+    return {**entry, "charged": charged}
+
+
+def canceled_now(now: datetime) -> dict[str, Any]:
+    """Return the column values of a job canceled before it ran."""
+    return {
+        "status": JobStatus.CANCELED,
+        "cancel_requested": True,
+        "finished_at": now,
+        "error": error_doc("canceled", CANCELED_BY_REQUEST),
+    }
+
+
+def with_entry(job: Job, entry: dict[str, Any]) -> dict[str, Any]:
+    """Return the column values that record one more failed attempt of ``job``."""
+    return {
+        "error": error_doc(entry["code"], entry["message"]),
+        "errors": [*(job.errors or []), entry],
+    }
+
+
+def lost_message(job: Job, entry: dict[str, Any]) -> str:
+    """Return the message of a job that ends because its worker was lost (or it ran late)."""
+    if entry["code"] == "timeout":
+        return entry["message"]
+    return f"the worker was lost {job.attempts} times"

@@ -1,0 +1,158 @@
+"""The job store's transitions, in-process, on PostgreSQL and on SQLite.
+
+These pin down races a real stack only hits by chance: a cancel landing between the
+reconciler's read and its write, a retry claimed before its backoff, a lease renewed past its
+deadline, a stale status snapshot.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import update
+
+from shared import migrate
+from shared.config import Settings
+from shared.db import utcnow
+from shared.delivery.reconciler import reconcile_once
+from shared.jobs.cache import StatusCache
+from shared.jobs.status import JobStatus
+from shared.services import Services, build_services
+from shared.tables import Job
+from tests.conftest import _check_postgres, _check_redis, need
+from tests.support import CACHE_DB, REDIS_HOST, REDIS_PORT, scratch_database
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["postgres", "embedded"])
+def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
+    """A store on an empty database of each kind, with the filesystem broker."""
+    if request.param == "postgres":
+        need("PostgreSQL", _check_postgres())
+        url = scratch_database("store")
+    else:
+        url = f"sqlite:///{tmp_path}/store.sqlite3"
+    settings = Settings(
+        database_url=url,
+        broker_url="filesystem://",
+        broker_dir=tmp_path / "broker",
+        artifact_dir=tmp_path / "artifacts",
+        plugins=["tests.fixtures.jobtypes"],
+    )
+    migrate.upgrade(settings)
+    services = build_services(settings)
+    yield services
+    services.close()
+
+
+def _new(svc: Services, n: int = 1) -> list[Job]:
+    return svc.store.create([Job(type="test.sleep", params={}, max_attempts=3) for _ in range(n)])
+
+
+def _claim(svc: Services, job: Job, token: str, limit_s: float = 600) -> list[Job]:
+    return svc.store.claim([job.id], token, lease_s=30, time_limits={}, default_limit_s=limit_s)
+
+
+def _expire_leases(svc: Services, *jobs: Job) -> None:
+    with svc.store.sessions() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_([j.id for j in jobs]))
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+        session.commit()
+
+
+def test_a_cancel_between_the_rescues_read_and_write_is_never_lost(svc: Services) -> None:
+    (job,) = _new(svc)
+    _claim(svc, job, "host:1:aaaa")
+    _expire_leases(svc, job)
+    (seen,) = svc.store.expired_leases()
+    svc.store.request_cancel(job.id)  # lands after the reconciler read the row
+    assert svc.store.rescue(seen, charged=True) is None  # the stale read requeues nothing
+    (fresh,) = svc.store.expired_leases()
+    rescued = svc.store.rescue(fresh, charged=True)
+    assert rescued is not None and rescued.status == JobStatus.CANCELED
+    assert rescued.errors[-1]["code"] == "canceled"
+
+
+def test_neighbours_of_a_dead_process_are_not_charged_and_run_alone(svc: Services) -> None:
+    first, second, alone = _new(svc, 3)
+    for job, token in ((first, "h:7:aaaa"), (second, "h:7:bbbb"), (alone, "h:8:cccc")):
+        _claim(svc, job, token)
+    _expire_leases(svc, first, second, alone)
+    report = reconcile_once(svc.store, svc.publisher, svc.settings)
+    assert report.requeued == 3 and report.published == 3
+    rows = {j.id: svc.store.get(j.id) for j in (first, second, alone)}
+    for job_id in (first.id, second.id):
+        row = rows[job_id]
+        assert (row.status, row.attempts, row.solo) == (JobStatus.QUEUED, 0, True)
+        assert row.errors[-1]["code"] == "worker_lost" and row.errors[-1]["charged"] is False
+    row = rows[alone.id]
+    assert (row.status, row.attempts, row.solo) == (JobStatus.QUEUED, 1, False)
+    assert row.errors[-1]["charged"] is True and row.published_at is not None
+
+
+def test_a_job_that_keeps_killing_its_process_alone_ends_worker_lost(svc: Services) -> None:
+    (job,) = _new(svc)
+    for attempt in range(1, 4):
+        (claimed,) = _claim(svc, job, f"h:{attempt}:dddd")
+        assert claimed.attempts == attempt
+        _expire_leases(svc, job)
+        reconcile_once(svc.store, svc.publisher, svc.settings)
+    row = svc.store.get(job.id)
+    assert row.status == JobStatus.FAILED and row.error["code"] == "worker_lost"
+    assert [e["attempt"] for e in row.errors] == [1, 2, 3]
+
+
+def test_a_retry_waits_for_its_backoff_and_keeps_every_attempts_error(svc: Services) -> None:
+    (job,) = _new(svc)
+    (claimed,) = _claim(svc, job, "h:1:eeee")
+    back = svc.store.retry(claimed, "store_unavailable", "a blip", delay_s=60)
+    assert back.status == JobStatus.QUEUED and back.published_at is None
+    assert _claim(svc, job, "h:1:ffff") == []  # a stray message cannot start it early
+    assert job.id not in {j.id for j in svc.store.due_unpublished()}
+    with svc.store.sessions() as session:
+        session.execute(update(Job).where(Job.id == job.id).values(available_at=utcnow()))
+        session.commit()
+    assert job.id in {j.id for j in svc.store.due_unpublished()}
+    (again,) = _claim(svc, job, "h:1:gggg")
+    failed = svc.store.fail(again, "invalid_input", "bad")
+    assert [(e["attempt"], e["code"]) for e in failed.errors] == [
+        (1, "store_unavailable"),
+        (2, "invalid_input"),
+    ]
+    assert failed.errors[0]["worker"] == "h:1:eeee"
+
+
+def test_a_lease_is_never_renewed_past_the_deadline(svc: Services) -> None:
+    late, timely = _new(svc, 2)
+    _claim(svc, late, "h:1:late", limit_s=0.001)
+    _claim(svc, timely, "h:1:fine", limit_s=600)
+    owned = svc.store.renew(["h:1:late", "h:1:fine"], lease_s=30)
+    assert owned == {timely.id: False}
+
+
+def test_a_running_jobs_cancel_flag_comes_back_with_its_lease(svc: Services) -> None:
+    (job,) = _new(svc)
+    _claim(svc, job, "h:1:hhhh")
+    assert svc.store.request_cancel(job.id).cancel_requested
+    assert svc.store.renew(["h:1:hhhh"], lease_s=30) == {job.id: True}
+
+
+def test_a_stale_snapshot_never_replaces_a_newer_one() -> None:
+    need("Redis", _check_redis())
+    cache = StatusCache(f"redis://{REDIS_HOST}:{REDIS_PORT}/{CACHE_DB}", ttl_s=60)
+    job_id = str(uuid.uuid4())
+    cache.put_many([{"id": job_id, "status": "succeeded", "version": 3}])
+    cache.put_many([{"id": job_id, "status": "running", "version": 2}])  # a slow writer
+    assert cache.get(job_id)["status"] == "succeeded"
+    cache.put_many([{"id": job_id, "status": "succeeded", "version": 4}])
+    assert cache.get(job_id)["version"] == 4
+    redis.Redis(REDIS_HOST, REDIS_PORT, db=CACHE_DB).delete(cache.key(job_id))
