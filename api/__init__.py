@@ -5,11 +5,14 @@ It never imports ``worker``, TensorFlow or Keras.
 
 from __future__ import annotations
 
+import threading
+
 from flask import Flask, current_app
 
 from api.deadline import Deadlines
 from shared.config import Settings, get_settings
-from shared.jobs.events import Hub, make_hub
+from shared.jobs.cache import MODELS_CHANNEL
+from shared.jobs.events import Hub, listen_forever, make_hub
 from shared.services import Services, build_services
 
 
@@ -24,6 +27,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     svc = build_services(settings)
     app.extensions["aigc"] = svc
     app.extensions["aigc.hub"] = make_hub(settings, svc.store)
+    if settings.redis_url:  # drop cached "latest versions" as soon as a new one is registered
+        threading.Thread(
+            target=listen_forever,
+            args=(settings.redis_url, MODELS_CHANNEL, lambda *_: svc.registry.forget_latest()),
+            name="aigc-models",
+            daemon=True,
+        ).start()
     problems.init_app(app)
     for module in (jobs, batches, artifacts, datasets, models, health, openapi):
         app.register_blueprint(module.bp)

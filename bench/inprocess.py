@@ -137,7 +137,7 @@ def fit_rate(preset: str, chars: int, epochs: int = 1) -> dict[str, float]:
     import keras
 
     from shared.models.tokenizers import Tokenizer
-    from worker.handlers.text import builtin_corpus
+    from worker.handlers.text_train import builtin_corpus
     from worker.ml.text import (
         PRESETS,
         build_text_model,

@@ -14,7 +14,7 @@ def register_text_model(svc: Services, name: str, preset: str = "small") -> str:
     """Register a text model of ``preset``'s size with a char tokenizer; return name:version."""
     import keras
 
-    from worker.handlers.text import builtin_corpus
+    from worker.handlers.text_train import builtin_corpus
     from worker.ml.text import PRESETS, build_text_model, config_for_tokenizer
 
     keras.utils.set_random_seed(0)

@@ -21,7 +21,7 @@ from shared.services import build_services
 
 def text_report(ref: str, max_chars: int, val_split: float, eval_chars: int) -> dict:
     """Return bits/char of the text model and of the n-gram baselines on the held-out tail."""
-    from worker.handlers.text import builtin_corpus
+    from worker.handlers.text_train import builtin_corpus
     from worker.ml.text import bits_per_token, make_windows
     from worker.model_cache import model_cache
 

@@ -85,12 +85,12 @@ def reconcile(once: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     svc = build_services(get_settings())
     if once:
-        click.echo(json.dumps(vars(reconcile_once(svc.store, svc.publisher, svc.settings))))
+        click.echo(json.dumps(vars(reconcile_once(svc))))
         return
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    run_forever(svc.store, svc.publisher, svc.settings, stop)
+    run_forever(svc, stop)
 
 
 @main.group()

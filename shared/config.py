@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     # Seconds a pooled connection lives; replaces a ping on every checkout.
     db_pool_recycle_s: float = Field(300.0, gt=0)
     api_request_timeout_s: float = Field(
-        5.0, gt=0, le=600, description="Deadline of an API request (waits excepted)."
+        4.0, gt=0, le=600, description="Deadline of an API request (waits excepted)."
     )
     api_upload_timeout_s: float = Field(
         120.0, gt=0, le=3600, description="Deadline of a batch or dataset upload."
@@ -96,6 +96,9 @@ class Settings(BaseSettings):
 
     # Batches and dynamic batching.
     batch_chunk_size: int = Field(64, ge=1, le=1024, description="Batch items per message.")
+    batch_window_chunks: int = Field(
+        4, ge=1, le=1000, description="Chunks of one batch in the broker or running at once."
+    )
     generate_max_batch: int = Field(64, ge=1, le=8192, description="Rows per forward pass.")
     generate_max_wait_ms: float = Field(2.0, ge=0, le=1000)
     decode_chunk_steps: int = Field(16, ge=1, le=1024, description="Steps between joins.")

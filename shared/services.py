@@ -15,7 +15,7 @@ from shared.delivery.publish import Publisher
 from shared.jobs import jobtypes
 from shared.jobs.cache import StatusCache
 from shared.jobs.store import JobStore
-from shared.models.registry import ModelRegistry
+from shared.models.registry import ANNOUNCED_LATEST_TTL_S, LATEST_TTL_S, ModelRegistry
 
 
 @dataclass
@@ -35,11 +35,15 @@ class Services:
         self.engine.dispose()
 
 
-def build_services(settings: Settings) -> Services:
-    """Create the services described by ``settings``."""
+def build_services(settings: Settings, *, threads: int | None = None) -> Services:
+    """Create the services described by ``settings``.
+
+    ``threads``: how many threads of this process use the database at once; the pool holds as
+    many connections, so none is opened and closed per job under load.
+    """
     settings.ensure_dirs()
     jobtypes.load_plugins(settings.plugins)
-    engine = make_engine(settings)
+    engine = make_engine(settings, pool_size=threads)
     cache = (
         StatusCache(settings.redis_url, settings.status_cache_ttl_s) if settings.redis_url else None
     )
@@ -48,5 +52,9 @@ def build_services(settings: Settings) -> Services:
     celery = make_celery(settings)
     publisher = Publisher(celery, store, settings)
     artifacts = ArtifactStore(settings.artifact_dir, sessions)
-    registry = ModelRegistry(sessions)
+    registry = ModelRegistry(
+        sessions,
+        latest_ttl_s=ANNOUNCED_LATEST_TTL_S if cache else LATEST_TTL_S,
+        on_change=cache.announce_models if cache else None,
+    )
     return Services(settings, engine, store, celery, publisher, artifacts, registry)

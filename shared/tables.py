@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -24,6 +25,9 @@ from shared.db import Base, UTCDateTime, utcnow
 
 # JSONB on PostgreSQL, plain JSON text on SQLite.
 JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+IN_FLIGHT = "published_at IS NOT NULL AND status IN ('queued', 'running')"
 
 
 class Job(Base):
@@ -69,6 +73,21 @@ class Job(Base):
         Index("ix_jobs_created_id", "created_at", "id"),
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_batch", "batch_id", "batch_index"),
+        # The pacer's next chunk: a batch's items still waiting as rows, in submit order.
+        Index(
+            "ix_jobs_unpublished",
+            "batch_id",
+            "batch_index",
+            postgresql_where=text("status = 'queued' AND published_at IS NULL"),
+            sqlite_where=text("status = 'queued' AND published_at IS NULL"),
+        ),
+        # The pacer's count of a batch's items in flight (a message out, not yet finished).
+        Index(
+            "ix_jobs_in_flight",
+            "batch_id",
+            postgresql_where=text(IN_FLIGHT),
+            sqlite_where=text(IN_FLIGHT),
+        ),
     )
 
 

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 celery = make_celery(get_settings())
 
 
+ROOM_CHECK_S = 0.02  # how soon a worker's event loop sees a freed job slot
+
+
 class TakeOnlyWhatCanRun(bootsteps.StartStopStep):
     """Take a message only when a job slot is free to run it.
 
@@ -48,6 +51,10 @@ class TakeOnlyWhatCanRun(bootsteps.StartStopStep):
         qos.can_consume = lambda: (
             len(state.reserved_requests) < c.pool.num_processes and (can_consume())
         )
+        if c.hub is not None:
+            # The event loop looks for room only when it wakes, and a job finishing on a pool
+            # thread does not wake it: a short tick keeps a freed slot from idling for a second.
+            c.hub.call_repeatedly(ROOM_CHECK_S, lambda: None)
 
 
 celery.steps["consumer"].add(TakeOnlyWhatCanRun)
@@ -56,7 +63,9 @@ celery.steps["consumer"].add(TakeOnlyWhatCanRun)
 @lru_cache(maxsize=1)
 def services() -> Services:
     """Return this process's services, created on first use (after any fork)."""
-    return build_services(get_settings())
+    settings = get_settings()
+    # Job threads, plus the lease keeper, the pacer and a chunk's finishing writes.
+    return build_services(settings, threads=settings.generate_threads + 4)
 
 
 @worker_process_init.connect
@@ -109,7 +118,7 @@ def run_job(self: Task, job_id: str) -> str:
 @celery.task(name=RUN_CHUNK_TASK, ignore_result=True, bind=True)
 def run_chunk(self: Task, job_ids: list[str]) -> dict[str, int]:
     """Run the jobs of one chunk together (batch items); the message carries only their ids."""
-    outcomes = execute(_parse_ids(job_ids), services(), in_order=_in_order(self))
+    outcomes = execute(_parse_ids(job_ids), services(), in_order=_in_order(self), chunk=True)
     return {o.value: outcomes.count(o) for o in set(outcomes)}
 
 
@@ -132,5 +141,4 @@ def _parse_ids(raw: list[str]) -> list[uuid.UUID]:
 @celery.task(name=RECONCILE_TASK, ignore_result=True)
 def reconcile() -> dict[str, int]:
     """Run one reconciler pass (scheduled by celery beat)."""
-    svc = services()
-    return vars(reconcile_once(svc.store, svc.publisher, svc.settings))
+    return vars(reconcile_once(services()))

@@ -1,11 +1,14 @@
 """Dynamic batching: one model-owner thread per loaded model batches concurrent requests.
 
-Job threads (Celery's thread pool, or the threads of a chunk message) submit requests and wait on
-a future; the owner thread alone touches the model. Text uses continuous batching at the
-granularity of a chunk of decode steps: each slot carries its own LSTM state, sampling parameters
-and random stream, a new request joins at the next chunk boundary and a finished one leaves, so a
-long generation never holds back short ones. Images are grouped into one forward pass of up to
-``max_batch`` images, waiting at most ``max_wait_s`` for company.
+Job threads (Celery's thread pool, or the thread of a chunk message) submit requests and wait on
+a future; the owner thread alone touches the model. Interactive requests go ahead of batch rows
+in every pass: a bulk batch fills the slots an app's requests leave free.
+
+Text uses continuous batching at the granularity of a chunk of decode steps: each slot carries
+its own LSTM state, sampling parameters and random stream, a new request joins at the next chunk
+boundary and a finished one leaves, so a long generation never holds back short ones. Images
+are grouped into one forward pass of up to ``max_batch`` images, waiting at most ``max_wait_s``
+for company.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +72,7 @@ class TextRequest:
     seed: int
     should_stop: Callable[[], bool] = lambda: False
     on_progress: Callable[[int], None] | None = None
+    bulk: bool = False  # a batch item: it yields to interactive requests
     future: Future = field(default_factory=Future)
     timing: RequestTiming = field(default_factory=lambda: RequestTiming())
 
@@ -79,8 +83,36 @@ class ImageRequest:
 
     n: int
     seed: int
+    should_stop: Callable[[], bool] = lambda: False
+    bulk: bool = False
     future: Future = field(default_factory=Future)
     timing: RequestTiming = field(default_factory=lambda: RequestTiming())
+
+
+class Backlog:
+    """Requests waiting for a pass: interactive ones first, then batch rows, each in order."""
+
+    def __init__(self) -> None:
+        self._interactive: deque[Any] = deque()
+        self._bulk: deque[Any] = deque()
+
+    def push(self, request: Any) -> None:
+        """Add a request behind the others of its kind."""
+        (self._bulk if request.bulk else self._interactive).append(request)
+
+    def pop(self) -> Any:
+        """Take the next request: the oldest interactive one, else the oldest batch row."""
+        return self._interactive.popleft() if self._interactive else self._bulk.popleft()
+
+    def peek(self) -> Any:
+        """Return the request ``pop`` would take."""
+        return self._interactive[0] if self._interactive else self._bulk[0]
+
+    def __len__(self) -> int:
+        return len(self._interactive) + len(self._bulk)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((*self._interactive, *self._bulk))
 
 
 @dataclass
@@ -144,7 +176,7 @@ class TextScheduler(_Owner):
         self.gen = generator
         self.max_batch = max_batch
         self.chunk_steps = chunk_steps
-        self.backlog: deque[TextRequest] = deque()
+        self.backlog = Backlog()
         self.active: dict[int, TextRequest] = {}
         self.state: Any = None
         super().__init__("aigc-text-scheduler")
@@ -180,10 +212,10 @@ class TextScheduler(_Owner):
             if item is _STOP:
                 going = False
             else:
-                self.backlog.append(item)
+                self.backlog.push(item)
             item = self._take(block=False)
         while self.backlog and len(self.active) < self.max_batch:
-            req = self.backlog.popleft()
+            req = self.backlog.pop()
             if req.should_stop():
                 req.future.set_exception(JobCanceled("canceled"))
                 continue
@@ -254,6 +286,8 @@ class ImageScheduler(_Owner):
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.latent_dim = int(generator.inputs[0].shape[-1])
+        self.waiting = Backlog()
+        self._stopping = False
         super().__init__("aigc-image-scheduler")
 
     def submit(self, request: ImageRequest) -> Future:
@@ -265,6 +299,8 @@ class ImageScheduler(_Owner):
             group = self._gather()
             if group is None:
                 return
+            if not group:
+                continue  # every request waiting was canceled
             try:
                 self._run(group)
             except Exception as exc:
@@ -274,22 +310,39 @@ class ImageScheduler(_Owner):
                         req.future.set_exception(exc)
 
     def _gather(self) -> list[ImageRequest] | None:
-        first = self._take(block=not self.closed)
-        if first is _STOP or first is None:
-            return None  # closed: requests put before the stop marker were served already
-        group, total = [first], first.n
+        """Return the next pass's requests, interactive first; None once closed and done."""
+        if not self._fill(block=not self.waiting and not self.closed):
+            return None
         deadline = time.monotonic() + self.max_wait_s
-        while total < self.max_batch:
-            # Only wait when nothing is queued: requests already waiting join at once.
-            item = self._take(block=True, timeout=max(deadline - time.monotonic(), 0))
-            if item is None:
+        # Only wait when nothing more is queued: requests already waiting join at once.
+        while self._images_waiting() < self.max_batch and time.monotonic() < deadline:
+            if not self._fill(block=True, timeout=deadline - time.monotonic()):
                 break
-            if item is _STOP:
-                self.inbox.put(_STOP)
-                break
-            group.append(item)
-            total += item.n
+        group, total = [], 0
+        while self.waiting and total + self.waiting.peek().n <= max(self.max_batch, 1):
+            req = self.waiting.pop()
+            if req.should_stop():
+                req.future.set_exception(JobCanceled("canceled"))
+                continue
+            group.append(req)
+            total += req.n
+        if not group and self.waiting:
+            group.append(self.waiting.pop())  # one request larger than a pass runs alone
         return group
+
+    def _fill(self, block: bool, timeout: float | None = None) -> bool:
+        """Move what the inbox holds to ``waiting``; False when nothing waits and it stopped."""
+        item = self._take(block=block, timeout=timeout)
+        while item is not None:
+            if item is _STOP:
+                self._stopping = True
+            else:
+                self.waiting.push(item)
+            item = self._take(block=False)
+        return bool(self.waiting) or not (self._stopping or self.closed)
+
+    def _images_waiting(self) -> int:
+        return sum(r.n for r in self.waiting)
 
     def _run(self, group: list[ImageRequest]) -> None:
         from worker.ml.decode import bucket

@@ -6,7 +6,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from shared.config import Settings
-from shared.delivery.lanes import all_queues
+from shared.delivery.lanes import INTERACTIVE, all_queues
 
 RUN_JOB_TASK = "aigc.run_job"
 RUN_CHUNK_TASK = "aigc.run_chunk"
@@ -44,7 +44,7 @@ def make_celery(settings: Settings) -> Celery:
         task_queues=[
             Queue(name, Exchange(name, type="direct"), routing_key=name) for name in all_queues()
         ],
-        task_default_queue="generate",
+        task_default_queue=INTERACTIVE,
         task_create_missing_queues=False,
         task_publish_retry_policy={
             "max_retries": 2,

@@ -1,5 +1,10 @@
 """Lanes: the broker queues jobs travel in, and how far each one's consumers have read.
 
+Generation jobs travel in two lanes: ``interactive`` (jobs submitted one by one) and ``batch``
+(chunks of batch items); training jobs in ``train``. A generate worker reads ``interactive``
+before ``batch``, so a bulk batch never holds up an app's requests; a batch's chunks are also
+released a few at a time by the pacer, so the broker never holds a whole batch.
+
 Each lane has a companion queue, ``<lane>.redo``, that its workers read first: the reconciler
 publishes there what must not wait behind the lane's backlog again (a lost message, a rescued
 job, a retry whose backoff has passed, a failed publish).
@@ -21,11 +26,20 @@ from shared.jobs import jobtypes
 from shared.tables import Job, Lane
 
 REDO = ".redo"
+INTERACTIVE, BATCH, TRAIN = "interactive", "batch", "train"
+# The lanes a worker of each job-type family reads, first to last.
+FAMILY_LANES: dict[str, tuple[str, ...]] = {"generate": (INTERACTIVE, BATCH), "train": (TRAIN,)}
 
 
 def lane_of(job: Job) -> str:
-    """Return the lane (broker queue) a job's messages travel in."""
-    return jobtypes.get(job.type).queue
+    """Return the lane a job's messages travel in."""
+    return type_lane(job.type, batch=job.batch_id is not None)
+
+
+def type_lane(type_name: str, *, batch: bool) -> str:
+    """Return the lane of a job type's jobs: submitted alone, or as batch items."""
+    lanes = FAMILY_LANES[jobtypes.get(type_name).queue]
+    return lanes[-1] if batch else lanes[0]
 
 
 def redo(lane: str) -> str:
@@ -33,15 +47,18 @@ def redo(lane: str) -> str:
     return lane + REDO
 
 
-def consume_order(lanes: str) -> str:
-    """Return the queues, in reading order, of a worker that serves the comma-listed lanes."""
-    names = [n for n in lanes.split(",") if n]
-    return ",".join([*(redo(n) for n in names), *names])
+def consume_order(families: str) -> str:
+    """Return the queues, in reading order, of a worker serving comma-listed job-type families.
+
+    Each lane's redo queue comes right before the lane, and earlier lanes before later ones.
+    """
+    names = [n for n in families.split(",") if n]
+    return ",".join(q for name in names for lane in FAMILY_LANES[name] for q in (redo(lane), lane))
 
 
 def all_queues() -> list[str]:
     """Return every queue of every lane."""
-    return [q for lane in jobtypes.QUEUES for q in (lane, redo(lane))]
+    return consume_order(",".join(FAMILY_LANES)).split(",")
 
 
 def watermarks(sessions: sessionmaker[Session]) -> dict[str, datetime]:

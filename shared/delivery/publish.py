@@ -8,11 +8,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 from amqp.exceptions import ChannelError
 from celery import Celery
 
 from shared.config import Settings
-from shared.delivery import lanes
+from shared.delivery import lanes, wire
 from shared.delivery.celery_app import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.delivery.lanes import lane_of
 from shared.jobs import jobtypes
@@ -37,6 +38,16 @@ class Publisher:
         self.store = store
         self.settings = settings
         self._down_until = 0.0
+        # On Redis, messages go straight onto the queue's list (shared.delivery.wire).
+        self._redis = (
+            redis.Redis.from_url(
+                settings.broker_url,
+                socket_timeout=settings.publish_timeout_s,
+                socket_connect_timeout=settings.publish_timeout_s,
+            )
+            if settings.broker_url.startswith(("redis://", "rediss://"))
+            else None
+        )
 
     def publish(self, jobs: Sequence[Job], *, stamped: bool, redo: bool = False) -> int:
         """Publish one message per job; return how many reached the broker.
@@ -55,7 +66,7 @@ class Publisher:
     ) -> int:
         """Publish batch items of one type in chunk messages of ``batch_chunk_size`` ids."""
         size = self.settings.batch_chunk_size
-        queue = _queue(jobtypes.get(type_name).queue, redo)
+        queue = _queue(lanes.type_lane(type_name, batch=True), redo)
         chunks = [list(job_ids[i : i + size]) for i in range(0, len(job_ids), size)]
         messages = [(RUN_CHUNK_TASK, [str(i) for i in c], queue, type_name, c) for c in chunks]
         return self._send_all(messages, stamped=stamped)
@@ -72,21 +83,35 @@ class Publisher:
         return len(sent)
 
     def _send(self, messages: list[Message], sent: list[uuid.UUID]) -> None:
+        if self._redis is not None:
+            pipe = self._redis.pipeline(transaction=False)
+            for task, arg, queue, type_name, _ in messages:
+                pipe.lpush(queue, wire.envelope(task, arg, queue, *self._limits(type_name)))
+            pipe.execute()
+            sent += [i for *_, ids in messages for i in ids]
+            return
         with self.celery.producer_or_acquire() as producer:
             for task, arg, queue, type_name, ids in messages:
-                limit = jobtypes.get(type_name).limit_s(self.settings)
-                # Celery's own limits back up the job's deadline: a prefork child that hangs in
-                # C code past it is killed; the thread pool ignores them.
-                grace = self.settings.stuck_grace_s
+                hard, soft = self._limits(type_name)
                 self.celery.send_task(
                     task,
                     args=[arg],
                     queue=queue,
                     producer=producer,
-                    soft_time_limit=limit + grace,
-                    time_limit=limit + 2 * grace,
+                    soft_time_limit=soft,
+                    time_limit=hard,
                 )
                 sent += ids
+
+    def _limits(self, type_name: str) -> tuple[float, float]:
+        """Return Celery's hard and soft time limits for a job type's messages.
+
+        They back up the job's own deadline: a prefork child that hangs in C code past it is
+        killed; the thread pool ignores them.
+        """
+        limit = jobtypes.get(type_name).limit_s(self.settings)
+        grace = self.settings.stuck_grace_s
+        return limit + 2 * grace, limit + grace
 
     def _record(self, messages: list[Message], sent: list[uuid.UUID], *, stamped: bool) -> None:
         try:

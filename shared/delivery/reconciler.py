@@ -15,14 +15,17 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from shared.config import Settings
-from shared.delivery import lanes
+from shared.delivery import lanes, pacer
 from shared.delivery.publish import Publisher
 from shared.jobs.reads import cutoff
 from shared.jobs.status import JobStatus
 from shared.jobs.store import JobStore
 from shared.tables import Job
+
+if TYPE_CHECKING:
+    from shared.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +47,13 @@ def process_of(token: str) -> str:
     return f"{host}:{pid}:"
 
 
-def reconcile_once(store: JobStore, publisher: Publisher, settings: Settings) -> ReconcileReport:
+def reconcile_once(services: Services) -> ReconcileReport:
     """Run one pass: rescue expired leases, publish due jobs, re-publish lost messages."""
+    store, publisher = services.store, services.publisher
     report = ReconcileReport(canceled=store.cancel_stranded())
     _rescue(store, report)
-    report.published = publish_due(store, publisher)
-    report.republished = _republish_lost(store, publisher, settings.republish_after_s)
+    report.published = publish_due(store, publisher) + pacer.top_up(services)
+    report.republished = _republish_lost(store, publisher, services.settings.republish_after_s)
     if report != ReconcileReport():
         log.info("reconciled: %s", report)
     return report
@@ -102,41 +106,25 @@ def _depth(publisher: Publisher, lane: str) -> int | None:
 
 def _publish(publisher: Publisher, jobs: Sequence[Job]) -> int:
     # Batch items travel in chunks; a job that must run alone always travels alone.
-    chunks: dict[str, list[uuid.UUID]] = defaultdict(list)
+    chunks: dict[tuple[uuid.UUID, str], list[uuid.UUID]] = defaultdict(list)
     singles = []
     for job in jobs:
         if job.batch_id is not None and not job.solo:
-            chunks[job.type].append(job.id)
+            chunks[(job.batch_id, job.type)].append(job.id)
         else:
             singles.append(job)
     # These jobs waited their turn once already: they go to the redo queue, read first.
     sent = publisher.publish(singles, stamped=False, redo=True) if singles else 0
     return sent + sum(
-        publisher.publish_chunks(ids, t, stamped=False, redo=True) for t, ids in chunks.items()
+        publisher.publish_chunks(ids, t, stamped=False, redo=True) for (_, t), ids in chunks.items()
     )
 
 
-def run_forever(
-    store: JobStore, publisher: Publisher, settings: Settings, stop: threading.Event
-) -> None:
+def run_forever(services: Services, stop: threading.Event) -> None:
     """Reconcile every ``reconcile_interval_s`` seconds until ``stop`` is set, logging errors."""
     while not stop.is_set():
         try:
-            reconcile_once(store, publisher, settings)
+            reconcile_once(services)
         except Exception:
             log.exception("reconcile pass failed; will try again")
-        stop.wait(settings.reconcile_interval_s)
-
-
-def start_thread(
-    store: JobStore, publisher: Publisher, settings: Settings, stop: threading.Event
-) -> threading.Thread:
-    """Run the reconciler in a daemon thread of this process until ``stop`` is set."""
-    thread = threading.Thread(
-        target=run_forever,
-        name="reconciler",
-        daemon=True,
-        args=(store, publisher, settings, stop),
-    )
-    thread.start()
-    return thread
+        stop.wait(services.settings.reconcile_interval_s)

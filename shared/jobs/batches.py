@@ -89,7 +89,7 @@ def build_rows(
                 "batch_index": index,
                 "custom_id": item.custom_id,
                 "created_at": now,
-                "published_at": now,
+                "published_at": None,  # the pacer releases them a few chunks at a time
                 "attempts": 0,
                 "max_attempts": settings.max_attempts,
                 "priority": 0,
@@ -121,9 +121,11 @@ def _item_model(
 
 
 def submit_batch(svc: Services, batch: Batch, rows: list[dict[str, Any]]) -> Batch:
-    """Insert the batch and its jobs in one transaction, then publish their ids in chunks."""
+    """Insert the batch and its jobs in one transaction, then release its first chunks."""
+    from shared.delivery import pacer  # delivery builds on jobs, not the other way round
+
     svc.store.create_batch(batch, rows)
-    svc.publisher.publish_chunks([r["id"] for r in rows], batch.type, stamped=True)
+    pacer.fill(svc, batch.id, batch.type)
     return batch
 
 

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_PREFIX = "aigc:events:"
 CANCEL_CHANNEL = "aigc:cancel"
+MODELS_CHANNEL = "aigc:models"
 # A snapshot of a job that may still change lives this long at most (seconds).
 LIVE_TTL_S = 60
 MAX_DIRTY = 100_000
@@ -84,6 +85,13 @@ class StatusCache:
             log.warning("status cache read failed for %s: %s", job_id, exc)
             return None
         return json.loads(raw) if raw else None
+
+    def announce_models(self) -> None:
+        """Tell every process that a model has a new version (their registry caches go stale)."""
+        try:
+            self.redis.publish(MODELS_CHANNEL, "changed")
+        except redis.RedisError as exc:
+            log.warning("model announcement failed: %s", exc)  # caches expire on their own
 
     def announce_cancel(self, ids: Iterable[str]) -> None:
         """Tell workers at once that these jobs (or batches) were asked to stop."""

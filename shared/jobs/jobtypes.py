@@ -34,6 +34,8 @@ class JobType:
     time_limit_s: float | None = None
     # Estimates the peak memory (MiB) of a job from its params, checked before it is accepted.
     memory_mb: Callable[[Any], float] | None = None
+    # Runs a chunk of batch items in one call: (contexts, params) -> a result or error each.
+    chunk_handler: str | None = None
 
     def limit_s(self, settings: Settings) -> float:
         """Return the seconds one attempt of this type may run."""
@@ -43,9 +45,10 @@ class JobType:
             return settings.train_time_limit_s
         return settings.generate_time_limit_s
 
-    def resolve_handler(self) -> object:
-        """Import and return the handler callable (worker side only)."""
-        module, _, attr = self.handler.partition(":")
+    @staticmethod
+    def resolve(path: str) -> Any:
+        """Import and return a handler named ``module:function`` (worker side only)."""
+        module, _, attr = path.partition(":")
         return getattr(importlib.import_module(module), attr)
 
 
@@ -95,6 +98,7 @@ def _register_builtin() -> None:
             "worker.handlers.text:generate",
             model="required",
             model_kind="text",
+            chunk_handler="worker.handlers.text:generate_chunk",
         )
     )
     register(
@@ -105,6 +109,7 @@ def _register_builtin() -> None:
             "worker.handlers.image:generate",
             model="required",
             model_kind="image",
+            chunk_handler="worker.handlers.image:generate_chunk",
         )
     )
     register(
@@ -112,7 +117,7 @@ def _register_builtin() -> None:
             "text.train",
             params.TextTrainParams,
             "train",
-            "worker.handlers.text:train",
+            "worker.handlers.text_train:train",
             model="target",
             model_kind="text",
             memory_mb=text_train_mb,
@@ -123,7 +128,7 @@ def _register_builtin() -> None:
             "image.train",
             params.ImageTrainParams,
             "train",
-            "worker.handlers.image:train",
+            "worker.handlers.image_train:train",
             model="target",
             model_kind="image",
             memory_mb=image_train_mb,

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import utcnow
@@ -22,6 +22,16 @@ def to_public(job: Job) -> dict[str, Any]:
     return JobPublic.model_validate(job).model_dump(mode="json")
 
 
+def due_now() -> ColumnElement[bool]:
+    """Return the condition of a job due to be published now (the pacer and reconciler's)."""
+    now = utcnow()
+    return (
+        (Job.status == JobStatus.QUEUED)
+        & Job.published_at.is_(None)
+        & or_(Job.available_at.is_(None), Job.available_at <= now)
+    )
+
+
 def snapshot(job: Job) -> dict[str, Any]:
     """Return the client view of a job with its row version, as the status cache stores it."""
     return {**to_public(job), "version": job.version}
@@ -33,6 +43,8 @@ class JobReads:
     def __init__(self, sessions: sessionmaker[Session], cache: StatusCache | None = None) -> None:
         self.sessions = sessions
         self.cache = cache
+        # One statement is its own transaction: no BEGIN and COMMIT round trips around it.
+        self.autocommit = sessions.kw["bind"].execution_options(isolation_level="AUTOCOMMIT")
 
     def get(self, job_id: uuid.UUID) -> Job | None:
         """Return the job row from the database."""
@@ -84,12 +96,10 @@ class JobReads:
 
     # -- what the reconciler works on ------------------------------------------------------
     def due_unpublished(self, limit: int = 1000) -> list[Job]:
-        """Return queued jobs with no message in the broker whose time to run has come."""
-        now = utcnow()
+        """Return due jobs that are not the pacer's: all but batch items that travel in chunks."""
         stmt = (
             select(Job)
-            .where(Job.status == JobStatus.QUEUED, Job.published_at.is_(None))
-            .where(or_(Job.available_at.is_(None), Job.available_at <= now))
+            .where(due_now(), or_(Job.batch_id.is_(None), Job.solo.is_(True)))
             .order_by(Job.priority.desc(), Job.created_at)
             .limit(limit)
         )

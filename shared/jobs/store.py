@@ -15,8 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import case, insert, literal, update
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, StoreUnavailable
@@ -30,6 +30,7 @@ from shared.jobs.attempts import (
     with_entry,
 )
 from shared.jobs.reads import JobReads, snapshot
+from shared.jobs.rows import JOBS, claim_statement, queued_row, row_values
 from shared.jobs.status import JobStatus
 from shared.tables import Artifact, Batch, Job, JsonType
 
@@ -38,27 +39,19 @@ class JobStore(JobReads):
     """Creates and transitions jobs; each change goes to the status cache as a snapshot."""
 
     # -- helpers ---------------------------------------------------------------------------
-    def _update(self, job_id: uuid.UUID, where: Sequence[Any], **values: Any) -> Job | None:
+    def _update(self, job_id: uuid.UUID, where: Sequence[Any], **values: Any) -> Row | None:
         """Run one conditional UPDATE on a job; return the new row, or None if it did not match."""
         stmt = (
-            update(Job)
-            .where(Job.id == job_id, *where)
-            .values(version=Job.version + 1, **values)
-            .returning(Job)
-            .execution_options(synchronize_session=False)
+            update(JOBS)
+            .where(JOBS.c.id == job_id, *where)
+            .values(version=JOBS.c.version + 1, **values)
+            .returning(*JOBS.c)
         )
-        with self._session() as session:
-            job = session.scalars(stmt).one_or_none()
-            session.commit()
+        with self.autocommit.connect() as conn:
+            job = conn.execute(stmt).one_or_none()
         if job is not None:
             self._snapshot(job)
         return job
-
-    def _session(self) -> Session:
-        try:
-            return self.sessions()
-        except OperationalError as exc:  # pragma: no cover - engine creation is lazy
-            raise StoreUnavailable(str(exc)) from exc
 
     def _snapshot(self, *jobs: Job) -> None:
         # Batch items are read through their batch; nobody waits on one alone.
@@ -67,18 +60,11 @@ class JobStore(JobReads):
 
     # -- creating --------------------------------------------------------------------------
     def create(self, jobs: Sequence[Job]) -> list[Job]:
-        """Insert queued jobs in one transaction and commit before anything is published."""
-        now = utcnow()
-        for job in jobs:
-            job.status = JobStatus.QUEUED
-            job.created_at = job.created_at or now
-            # Published right after this commit; a failed publish clears it (mark_unpublished),
-            # and the hot path saves a second UPDATE.
-            job.published_at = job.created_at
+        """Insert queued jobs (one statement, committed) before anything is published."""
+        rows = [queued_row(job, utcnow()) for job in jobs]
         try:
-            with self.sessions() as session:
-                session.add_all(jobs)
-                session.commit()
+            with self.autocommit.connect() as conn:
+                conn.execute(insert(JOBS), rows)
         except OperationalError as exc:
             raise StoreUnavailable("the job store is unavailable") from exc
         self._snapshot(*jobs)
@@ -121,46 +107,25 @@ class JobStore(JobReads):
         time_limits: Mapping[str, float],
         default_limit_s: float,
         solo: bool = False,
-    ) -> list[Job]:
+    ) -> list[Row]:
         """Move queued jobs to ``running`` under one new lease and a deadline per job type.
 
         Only a queued job is claimable: a finished or running one (a duplicate message) is not,
         and a job whose lease expired goes back through the reconciler's rescue first. ``solo``
         claims only jobs that must run alone (the caller holds its process to itself), or else
-        only the others.
+        only the others. One statement, found by primary key: its cost does not grow with the
+        queue.
         """
-        now = utcnow()
-        deadline: Any = literal(now + timedelta(seconds=default_limit_s))
-        if time_limits:
-            deadline = case(
-                {name: literal(now + timedelta(seconds=s)) for name, s in time_limits.items()},
-                value=Job.type,
-                else_=deadline,
-            )
-        stmt = (
-            update(Job)
-            .where(
-                Job.id.in_(job_ids),
-                Job.status == JobStatus.QUEUED,
-                Job.cancel_requested.is_(False),
-                Job.solo.is_(solo),
-            )
-            .where((Job.available_at.is_(None)) | (Job.available_at <= now))
-            .values(
-                status=JobStatus.RUNNING,
-                attempts=Job.attempts + 1,
-                worker_id=token,
-                started_at=now,
-                lease_expires_at=now + timedelta(seconds=lease_s),
-                deadline_at=deadline,
-                version=Job.version + 1,
-            )
-            .returning(Job)
-            .execution_options(synchronize_session=False)
+        stmt = claim_statement(
+            job_ids,
+            token,
+            lease_s=lease_s,
+            time_limits=time_limits,
+            default_limit_s=default_limit_s,
+            solo=solo,
         )
-        with self._session() as session:
-            jobs = list(session.scalars(stmt))
-            session.commit()
+        with self.autocommit.connect() as conn:  # one statement: its own transaction
+            jobs = conn.execute(stmt).all()
         self._snapshot(*jobs)
         order = {job_id: i for i, job_id in enumerate(job_ids)}
         return sorted(jobs, key=lambda j: order[j.id])
@@ -173,17 +138,14 @@ class JobStore(JobReads):
         """
         now = utcnow()
         stmt = (
-            update(Job)
+            update(JOBS)
             .where(Job.status == JobStatus.RUNNING, Job.worker_id.in_(tokens))
             .where(Job.deadline_at > now)
             .values(lease_expires_at=now + timedelta(seconds=lease_s))
             .returning(Job.id, Job.cancel_requested)
-            .execution_options(synchronize_session=False)
         )
-        with self._session() as session:
-            owned = {job_id: bool(flag) for job_id, flag in session.execute(stmt)}
-            session.commit()
-        return owned
+        with self.autocommit.connect() as conn:
+            return {job_id: bool(flag) for job_id, flag in conn.execute(stmt)}
 
     def set_progress(self, job_id: uuid.UUID, token: str, progress: dict[str, Any]) -> Job | None:
         """Record progress of a running job; None when the lease was lost."""
@@ -192,17 +154,23 @@ class JobStore(JobReads):
         )
 
     def succeed_many(
-        self, token: str, results: dict[uuid.UUID, dict[str, Any]], artifacts: Sequence[Artifact]
-    ) -> list[Job]:
+        self,
+        token: str,
+        results: dict[uuid.UUID, dict[str, Any]],
+        artifacts: Sequence[Artifact],
+        *,
+        whole_rows: bool = True,
+    ) -> list[Row]:
         """Finish many running jobs of one claim in one transaction, with their artifacts.
 
         One guarded UPDATE covers them all; artifacts are recorded only for the jobs it matched,
-        so a job whose lease was taken over leaves no rows behind.
+        so a job whose lease was taken over leaves no rows behind. Without ``whole_rows`` (batch
+        items, which have no status snapshot) it returns the ids alone.
         """
         if not results:
             return []
         stmt = (
-            update(Job)
+            update(JOBS)
             .where(
                 Job.id.in_(list(results)), Job.status == JobStatus.RUNNING, Job.worker_id == token
             )
@@ -215,15 +183,17 @@ class JobStore(JobReads):
                 version=Job.version + 1,
                 result=case({k: literal(v, JsonType) for k, v in results.items()}, value=Job.id),
             )
-            .returning(Job)
-            .execution_options(synchronize_session=False)
+            .returning(*(JOBS.c if whole_rows else [JOBS.c.id, JOBS.c.batch_id]))
         )
-        with self._session() as session:
-            done = list(session.scalars(stmt))
+        engine = self.autocommit if not artifacts else self.sessions.kw["bind"]
+        with engine.begin() as conn:
+            done = conn.execute(stmt).all()
             ids = {job.id for job in done}
-            session.add_all([a for a in artifacts if a.job_id in ids])
-            session.commit()
-        self._snapshot(*done)
+            files = [row_values(a) for a in artifacts if a.job_id in ids]
+            if files:
+                conn.execute(insert(Artifact.__table__), files)
+        if whole_rows:
+            self._snapshot(*done)
         return done
 
     def fail(self, job: Job, code: str, message: str) -> Job | None:

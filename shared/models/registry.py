@@ -7,8 +7,11 @@ accepted with even if a newer one is registered while it waits.
 
 from __future__ import annotations
 
+import math
 import re
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +20,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.errors import InputError, ModelNotReady
+from shared.models.tokenizers import Tokenizer
 from shared.tables import Job, Model, ModelVersion
 
+# How stale a cached "latest version" may be: short where no announcement can arrive, and a
+# backstop where new versions are announced over Redis.
+LATEST_TTL_S = 2.0
+ANNOUNCED_LATEST_TTL_S = 60.0
+CACHE_ENTRIES = 10_000
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 REF_RE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_.-]{0,63})(?::(?P<version>[1-9][0-9]{0,8}))?$")
 
@@ -52,11 +61,49 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 class ModelRegistry:
     """Reads and writes the ``models`` and ``model_versions`` tables."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        latest_ttl_s: float = LATEST_TTL_S,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         self.sessions = sessions
+        self.latest_ttl_s = latest_ttl_s
+        self.on_change = on_change  # tells other processes a new version exists
+        self._resolved: dict[tuple[str, str | None], tuple[ResolvedModel, float]] = {}
+        self._tokenizers: dict[tuple[str, int], Tokenizer | None] = {}
 
     def resolve(self, ref: str, kind: str | None = None) -> ResolvedModel:
-        """Return the version a reference names; ModelNotReady while its first version trains."""
+        """Return the version a reference names; ModelNotReady while its first version trains.
+
+        Answers come from a per-process cache: ``name:version`` never changes, and ``name`` (the
+        latest version) is kept for ``latest_ttl_s`` or until a new version is announced.
+        """
+        hit = self._resolved.get((ref, kind))
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        resolved = self._resolve(ref, kind)
+        ttl = math.inf if ":" in ref else self.latest_ttl_s
+        if len(self._resolved) >= CACHE_ENTRIES:
+            self._resolved.clear()
+        self._resolved[(ref, kind)] = (resolved, time.monotonic() + ttl)
+        return resolved
+
+    def forget_latest(self) -> None:
+        """Drop cached answers for ``name`` references: a new version was registered."""
+        for key in [k for k in self._resolved if ":" not in k[0]]:
+            self._resolved.pop(key, None)
+
+    def tokenizer(self, resolved: ResolvedModel) -> Tokenizer | None:
+        """Return the tokenizer saved with a text model's version (built once per process)."""
+        key = (resolved.name, resolved.version)
+        if key not in self._tokenizers:
+            data = resolved.config.get("tokenizer")
+            self._tokenizers[key] = Tokenizer.from_json(data) if data else None
+        return self._tokenizers[key]
+
+    def _resolve(self, ref: str, kind: str | None) -> ResolvedModel:
         name, version = parse_ref(ref)
         with self.sessions() as session:
             model = session.scalar(select(Model).where(Model.name == name))
@@ -119,9 +166,13 @@ class ModelRegistry:
         """Add a ready version (numbered max + 1); a job registers at most one version."""
         for _ in range(5):
             try:
-                return self._register_once(name, kind, config, artifact_id, sha256, metrics, job_id)
+                done = self._register_once(name, kind, config, artifact_id, sha256, metrics, job_id)
             except IntegrityError:
                 continue  # another trainer took the same number or created the model first
+            self.forget_latest()
+            if self.on_change is not None:
+                self.on_change()
+            return done
         raise RuntimeError(f"could not register a version of {name!r}")
 
     def _register_once(
@@ -208,20 +259,12 @@ def model_public(model: Model, versions: list[ModelVersion]) -> dict[str, Any]:
 
 def submission_check(registry: ModelRegistry) -> Any:
     """Return the check ``shared.jobs.submit.build_job`` applies to a job's model field."""
-    from shared.models.tokenizers import Tokenizer
-
-    # Resolved once per check function, so a batch of 50,000 items queries the registry once.
-    memo: dict[tuple[str, str | None], tuple[ResolvedModel, Tokenizer | None]] = {}
 
     def check(job_type: Any, model: str, params: dict[str, Any]) -> str:
         if job_type.model == "target":
             return registry.check_target(model, job_type.model_kind)
-        key = (model, job_type.model_kind)
-        if key not in memo:
-            resolved = registry.resolve(model, job_type.model_kind)
-            tokenizer_json = resolved.config.get("tokenizer")
-            memo[key] = (resolved, Tokenizer.from_json(tokenizer_json) if tokenizer_json else None)
-        resolved, tokenizer = memo[key]
+        resolved = registry.resolve(model, job_type.model_kind)
+        tokenizer = registry.tokenizer(resolved)
         if "prompt" in params and tokenizer and not tokenizer.encode(params["prompt"]):
             raise InputError(
                 "the prompt has no tokens for this model's tokenizer", field="params.prompt"

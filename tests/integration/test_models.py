@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 
@@ -117,6 +118,35 @@ def test_image_model_generates_pngs_deterministically(stack: Stack, image_model:
     assert [i["sha256"] for i in run(6)["images"]] != [i["sha256"] for i in first["images"]]
     trained = stack.api.get("/v1/models/tiny-image").json()["versions"][0]
     assert set(trained["metrics"]) >= {"d_loss", "g_loss"}
+
+
+def test_batch_items_run_as_chunks_and_match_single_jobs(
+    stack: Stack, text_model: str, image_model: str
+) -> None:
+    def batch(type_: str, model: str, items: list[dict]) -> list[dict]:
+        body = {"type": type_, "model": model, "items": items}
+        resp = stack.api.post("/v1/batches", json=body, timeout=60)
+        assert resp.status_code == 202, resp.text
+        url = f"/v1/batches/{resp.json()['id']}"
+        wait_for(lambda: stack.api.get(url).json()["status"] == "completed", 180, 0.5, "batch")
+        return [json.loads(x) for x in stack.api.get(f"{url}/results").text.splitlines()]
+
+    texts = [{"prompt": "The ", "max_tokens": 30, "seed": s} for s in range(70)]
+    lines = batch(
+        "text.generate",
+        text_model,
+        [{"custom_id": str(i), "params": p} for i, p in enumerate(texts)],
+    )
+    assert [x["custom_id"] for x in lines] == [str(i) for i in range(70)]
+    single = _generate_text(stack, text_model, seed=3)
+    # Same seed, same text: a chunk's item matches a single job (the first 30 of its 40 tokens).
+    assert lines[3]["result"]["text"] == single["text"][:30]
+    images = batch(
+        "image.generate",
+        image_model,
+        [{"custom_id": str(i), "params": {"n": 1, "seed": i}} for i in range(70)],
+    )
+    assert all(x["status"] == "succeeded" and len(x["result"]["images"]) == 1 for x in images)
 
 
 def test_evicting_a_model_never_strands_its_requests(

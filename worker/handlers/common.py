@@ -7,13 +7,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.errors import JobCanceled
 from worker.context import JobContext
 
 STATE_FILE = "state.json"
 WAIT_POLL_S = 0.5
+
+T = TypeVar("T")
 
 
 def read_checkpoint_state(workdir: Path) -> dict[str, Any] | None:
@@ -34,7 +36,9 @@ def finite(value: float) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
-def wait_for_future(ctx: JobContext, future: Future, progress: Callable[[], dict[str, Any]]) -> Any:
+def wait_for_future(
+    ctx: JobContext, future: Future, progress: Callable[[], dict[str, Any]] | None = None
+) -> Any:
     """Wait for a scheduler's answer, writing progress meanwhile, until the job must stop.
 
     The wait ends at the job's deadline at the latest: a request stranded on a model-owner
@@ -46,7 +50,23 @@ def wait_for_future(ctx: JobContext, future: Future, progress: Callable[[], dict
             return future.result(timeout=WAIT_POLL_S)
         except FutureTimeout:
             ctx.check()
-            ctx.progress(progress())
+            if progress is not None:
+                ctx.progress(progress())
         except JobCanceled:
             ctx.check()  # the precise reason: canceled, timed out or lost
             raise
+
+
+def one_by_one(
+    handler: Callable[[JobContext, Any], T], contexts: list[JobContext], params: list[Any]
+) -> list[T | BaseException]:
+    """Run a chunk's items one after the other (no dynamic batching): each fails alone."""
+    return [attempt(lambda c=c, p=p: handler(c, p)) for c, p in zip(contexts, params, strict=True)]
+
+
+def attempt(call: Callable[[], T]) -> T | BaseException:
+    """Return ``call()``, or the exception it raised: one item of a chunk fails alone."""
+    try:
+        return call()
+    except BaseException as exc:
+        return exc

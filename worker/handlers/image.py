@@ -1,38 +1,70 @@
-"""``image.generate`` and ``image.train``: the DCGAN as jobs."""
+"""``image.generate``: samples the DCGAN generator, alone or as a chunk of batch items."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from shared.errors import InputError, JobCanceled
-from shared.jobs.params import ImageGenerateParams, ImageTrainParams
-from shared.models.presets import image_config
+from shared.jobs.params import ImageGenerateParams
 from worker.context import JobContext
 from worker.handlers import common
-
-GRID_SAMPLES = 16
-GRID_SEED = 0  # the same latents every epoch, so the grids show training progress
 
 
 def generate(ctx: JobContext, params: ImageGenerateParams) -> dict[str, Any]:
     """Generate ``n`` images from the seed and store each as a PNG artifact."""
-    from worker.ml.image import encode_png, generate_images
+    from worker.ml.image import generate_images
 
     with ctx.model("image") as loaded:
-        if ctx.settings.generate_batching:
-            from worker.scheduler import ImageRequest
+        if not ctx.settings.generate_batching:
+            images = generate_images(loaded.model, params.n, params.seed)
+            return _store(ctx, params, images, loaded.resolved.ref, None)
+        request = _request(ctx, params)
+        future = loaded.batcher(ctx.settings).submit(request)
+        images = common.wait_for_future(ctx, future, lambda: {"fraction": 0.0})
+        return _store(ctx, params, images, loaded.resolved.ref, request.timing.summary())
 
-            request = ImageRequest(params.n, params.seed)
-            future = loaded.batcher(ctx.settings).submit(request)
-            images = common.wait_for_future(ctx, future, lambda: {"fraction": 0.0})
-            batching = request.timing.summary()
-        else:
-            images, batching = generate_images(loaded.model, params.n, params.seed), None
-        ref = loaded.resolved.ref
+
+def generate_chunk(
+    contexts: list[JobContext], params: list[ImageGenerateParams]
+) -> list[dict[str, Any] | BaseException]:
+    """Generate a chunk of batch items: every request reaches the scheduler at once."""
+    with contexts[0].model("image") as loaded:
+        if not contexts[0].settings.generate_batching:
+            return common.one_by_one(generate, contexts, params)
+        batcher = loaded.batcher(contexts[0].settings)
+        requests = [_request(c, p) for c, p in zip(contexts, params, strict=True)]
+        futures = [common.attempt(lambda r=r: batcher.submit(r)) for r in requests]
+        return [
+            future
+            if isinstance(future, BaseException)
+            else common.attempt(
+                lambda c=c, p=p, r=r, f=future: _store(
+                    c, p, common.wait_for_future(c, f), loaded.resolved.ref, r.timing.summary()
+                )
+            )
+            for c, p, r, future in zip(contexts, params, requests, futures, strict=True)
+        ]
+
+
+def _request(ctx: JobContext, params: ImageGenerateParams) -> Any:
+    from worker.scheduler import ImageRequest
+
+    return ImageRequest(
+        params.n, params.seed, should_stop=ctx.should_stop, bulk=ctx.job.batch_id is not None
+    )
+
+
+def _store(
+    ctx: JobContext,
+    params: ImageGenerateParams,
+    images: np.ndarray,
+    ref: str,
+    batching: dict[str, float] | None,
+) -> dict[str, Any]:
+    """Store each image as a PNG artifact, recorded with the job's success."""
+    from worker.ml.image import encode_png
+
     ctx.check()
     stored = [
         ctx.save_artifact("image", "image/png", encode_png(img), ".png", defer=True)
@@ -48,133 +80,3 @@ def generate(ctx: JobContext, params: ImageGenerateParams) -> dict[str, Any]:
         "model": ref,
         "batching": batching,
     }
-
-
-def _training_images(ctx: JobContext, params: ImageTrainParams, cfg: Any) -> np.ndarray:
-    from PIL import Image
-
-    from worker.ml.image import load_digits_dataset
-
-    if params.dataset_id is None:
-        return load_digits_dataset(cfg)[: params.max_images]
-    with np.load(ctx.open_dataset(params.dataset_id, "image"), allow_pickle=False) as f:
-        stored = f["images"][: params.max_images]
-    size = (cfg.image_size, cfg.image_size)
-    mode = "L" if cfg.channels == 1 else "RGB"
-    out = [
-        np.asarray(
-            Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img)
-            .convert(mode)
-            .resize(size, Image.Resampling.BILINEAR)
-        )
-        for img in stored
-    ]
-    arr = np.stack(out).astype(np.float32) / 127.5 - 1.0
-    return arr[..., None] if arr.ndim == 3 else arr
-
-
-def train(ctx: JobContext, params: ImageTrainParams) -> dict[str, Any]:
-    """Train (or resume) the DCGAN, one checkpoint and sample grid per epoch, then register it."""
-    import keras
-
-    keras.utils.clear_session()
-    cfg = image_config(params)
-    images = _training_images(ctx, params, cfg)
-    if len(images) < 2:
-        raise InputError("the dataset needs at least 2 images", field="params.dataset_id")
-    gan, start = _gan_for(ctx, cfg)
-    losses: dict[str, Any] = {}
-    for epoch in range(start, params.epochs):
-        losses = _run_epoch(ctx, gan, images, params, epoch)
-        if ctx.should_stop():
-            raise JobCanceled("canceled")
-        _checkpoint(ctx, gan, cfg, epoch + 1)
-        grid = _sample_grid(ctx, gan)
-        ctx.progress(
-            {
-                "epoch": epoch + 1,
-                "epochs": params.epochs,
-                **losses,
-                "grid": grid,
-                "fraction": (epoch + 1) / params.epochs,
-            },
-            force=True,
-        )
-    return {**_finish(ctx, gan, cfg, losses, params), "resumed_from_epoch": start}
-
-
-def _run_epoch(
-    ctx: JobContext, gan: Any, images: np.ndarray, params: ImageTrainParams, epoch: int
-) -> dict[str, Any]:
-    steps = max(len(images) // min(params.batch_size, len(images)), 1)
-    started = time.monotonic()
-
-    def on_batch(step: int, d_loss: float, g_loss: float) -> None:
-        done = (step + 1) / steps
-        rate = (step + 1) * params.batch_size / max(time.monotonic() - started, 1e-9)
-        ctx.progress(
-            {
-                "epoch": epoch,
-                "epochs": params.epochs,
-                "step": step,
-                "steps_per_epoch": steps,
-                "d_loss": d_loss,
-                "g_loss": g_loss,
-                "images_per_s": rate,
-                "fraction": (epoch + done) / params.epochs,
-                "eta_s": (params.epochs - epoch - done) * steps * params.batch_size / rate,
-            }
-        )
-
-    result = gan.train_epoch(
-        images, params.batch_size, rng_seed=epoch, should_stop=ctx.should_stop, on_batch=on_batch
-    )
-    return {"d_loss": common.finite(result["d_loss"]), "g_loss": common.finite(result["g_loss"])}
-
-
-def _gan_for(ctx: JobContext, cfg: Any) -> tuple[Any, int]:
-    from worker.ml.image import DCGAN
-    from worker.ml.persist import load_model_verified
-
-    state = common.read_checkpoint_state(ctx.workdir)
-    if state is None:
-        return DCGAN(cfg), 0
-    # Weights resume exactly; the two Adam optimizers restart (train_on_batch models).
-    gen = load_model_verified(ctx.workdir / "generator.keras", state["generator_sha256"])
-    disc = load_model_verified(ctx.workdir / "discriminator.keras", state["discriminator_sha256"])
-    return DCGAN(cfg, gen, disc), state["epoch"]
-
-
-def _checkpoint(ctx: JobContext, gan: Any, cfg: Any, epochs_done: int) -> None:
-    from worker.ml.persist import save_model
-
-    gen_sha = save_model(gan.generator, ctx.workdir / "generator.keras")
-    disc_sha = save_model(gan.discriminator, ctx.workdir / "discriminator.keras")
-    common.write_checkpoint_state(
-        ctx.workdir,
-        {
-            "epoch": epochs_done,
-            "generator_sha256": gen_sha,
-            "discriminator_sha256": disc_sha,
-            "config": asdict(cfg),
-        },
-    )
-
-
-def _sample_grid(ctx: JobContext, gan: Any) -> dict[str, Any]:
-    from worker.ml.image import encode_png, generate_images, image_grid
-
-    grid = image_grid(generate_images(gan.generator, GRID_SAMPLES, GRID_SEED), cols=4)
-    return ctx.save_artifact("sample_grid", "image/png", encode_png(grid), ".png")
-
-
-def _finish(
-    ctx: JobContext, gan: Any, cfg: Any, losses: dict[str, Any], params: ImageTrainParams
-) -> dict[str, Any]:
-    from worker.ml.persist import save_model
-
-    final = ctx.workdir / "final.keras"
-    save_model(gan.generator, final)
-    metrics = {**losses, "epochs": params.epochs}
-    version = ctx.register_model(final, "image", {"image": asdict(cfg)}, metrics)
-    return {"model": version.ref, "metrics": metrics}

@@ -1,71 +1,109 @@
-"""``text.generate`` and ``text.train``: the LSTM language model as jobs."""
+"""``text.generate``: continues prompts with the LSTM language model, alone or as a chunk."""
 
 from __future__ import annotations
 
-import math
-import os
-import time
-from dataclasses import asdict
 from typing import Any
 
-import numpy as np
-
-from shared.errors import InputError, JobCanceled
-from shared.jobs.params import TextGenerateParams, TextTrainParams
-from shared.models.presets import text_config
-from shared.models.tokenizers import Tokenizer
+from shared.errors import InputError
+from shared.jobs.params import TextGenerateParams
 from worker.context import JobContext
 from worker.handlers import common
 
 DECODE_CHUNK_STEPS = 64  # steps per compiled call; cancel is checked between calls
-PROGRESS_INTERVAL_S = 1.0
 
 
 def generate(ctx: JobContext, params: TextGenerateParams) -> dict[str, Any]:
     """Continue a prompt with stateful decoding: batched with other jobs, or alone."""
     with ctx.model("text") as loaded:
-        return _generate(ctx, loaded, params)
+        ids = _prompt_ids(loaded, params)
+        if not ctx.settings.generate_batching:
+            return _result(loaded, params, ids, _generate_alone(ctx, loaded.generator, ids, params))
+        done = [0]
+        request = _request(ctx, ids, params, on_progress=lambda n: done.__setitem__(0, n))
+        future = loaded.batcher(ctx.settings).submit(request)
+        tokens = common.wait_for_future(ctx, future, lambda: _progress(done[0], params))
+        return _result(loaded, params, ids, tokens, request.timing.summary())
 
 
-def _generate(ctx: JobContext, loaded: Any, params: TextGenerateParams) -> dict[str, Any]:
+def _progress(done: int, params: TextGenerateParams) -> dict[str, Any]:
+    return {"completion_tokens": done, "fraction": done / params.max_tokens}
+
+
+def generate_chunk(
+    contexts: list[JobContext], params: list[TextGenerateParams]
+) -> list[dict[str, Any] | BaseException]:
+    """Generate a chunk of batch items: one thread hands every request to the scheduler at once.
+
+    Items write no progress of their own (their batch's counts are its progress); a bad item
+    fails alone.
+    """
+    with contexts[0].model("text") as loaded:
+        if not contexts[0].settings.generate_batching:
+            return common.one_by_one(generate, contexts, params)
+        batcher = loaded.batcher(contexts[0].settings)
+        submitted = [
+            common.attempt(lambda c=c, p=p: _submit(batcher, loaded, c, p))
+            for c, p in zip(contexts, params, strict=True)
+        ]
+        return [
+            sent
+            if isinstance(sent, BaseException)
+            else common.attempt(lambda c=c, p=p, s=sent: _collect(loaded, c, p, s))
+            for c, p, sent in zip(contexts, params, submitted, strict=True)
+        ]
+
+
+def _submit(batcher: Any, loaded: Any, ctx: JobContext, params: TextGenerateParams) -> tuple:
+    ids = _prompt_ids(loaded, params)
+    request = _request(ctx, ids, params)
+    return ids, request, batcher.submit(request)
+
+
+def _collect(
+    loaded: Any, ctx: JobContext, params: TextGenerateParams, sent: tuple
+) -> dict[str, Any]:
+    ids, request, future = sent
+    tokens = common.wait_for_future(ctx, future)
+    return _result(loaded, params, ids, tokens, request.timing.summary())
+
+
+def _prompt_ids(loaded: Any, params: TextGenerateParams) -> list[int]:
     ids = loaded.tokenizer.encode(params.prompt)
     if not ids:
         raise InputError("the prompt has no tokens for this model", field="params.prompt")
-    batching: dict[str, float] | None = None
-    if ctx.settings.generate_batching:
-        out, batching = _generate_batched(ctx, loaded, ids, params)
-    else:
-        out = _generate_alone(ctx, loaded.generator, ids, params)
-    return {
-        "text": loaded.tokenizer.decode(out),
-        "prompt": params.prompt,
-        "prompt_tokens": len(ids),
-        "completion_tokens": len(out),
-        "model": loaded.resolved.ref,
-        "batching": batching,
-    }
+    return ids
 
 
-def _generate_batched(
-    ctx: JobContext, loaded: Any, ids: list[int], params: TextGenerateParams
-) -> tuple[list[int], dict[str, float]]:
+def _request(ctx: JobContext, ids: list[int], params: TextGenerateParams, **extra: Any) -> Any:
     from worker.scheduler import TextRequest
 
-    done = [0]
-    request = TextRequest(
+    return TextRequest(
         ids,
         params.max_tokens,
         params.temperature,
         params.top_k,
         params.seed,
         should_stop=ctx.should_stop,
-        on_progress=lambda n: done.__setitem__(0, n),
+        bulk=ctx.job.batch_id is not None,
+        **extra,
     )
-    future = loaded.batcher(ctx.settings).submit(request)
-    tokens = common.wait_for_future(
-        ctx, future, lambda: {"completion_tokens": done[0], "fraction": done[0] / params.max_tokens}
-    )
-    return tokens, request.timing.summary()
+
+
+def _result(
+    loaded: Any,
+    params: TextGenerateParams,
+    ids: list[int],
+    tokens: list[int],
+    batching: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    return {
+        "text": loaded.tokenizer.decode(tokens),
+        "prompt": params.prompt,
+        "prompt_tokens": len(ids),
+        "completion_tokens": len(tokens),
+        "model": loaded.resolved.ref,
+        "batching": batching,
+    }
 
 
 def _generate_alone(
@@ -78,140 +116,5 @@ def _generate_alone(
         ctx.check()
         state = gen.decode_chunk(state, DECODE_CHUNK_STEPS)
         done = int(state.arrays["n_gen"][0])
-        ctx.progress({"completion_tokens": done, "fraction": done / params.max_tokens})
+        ctx.progress(_progress(done, params))
     return gen.row_tokens(state, 0)
-
-
-def builtin_corpus() -> str:
-    """Return Python's own documentation text, shipped with CPython."""
-    from pydoc_data.topics import topics
-
-    return "\n\n".join(topics[k] for k in sorted(topics))
-
-
-def _corpus(ctx: JobContext, params: TextTrainParams) -> str:
-    if params.dataset_id is None:
-        text = builtin_corpus()
-    else:
-        text = ctx.open_dataset(params.dataset_id, "text").read_text("utf-8")
-    return text[: params.max_chars]
-
-
-def train(ctx: JobContext, params: TextTrainParams) -> dict[str, Any]:
-    """Train (or resume) a text model, checkpointing every epoch, and register it."""
-    import keras
-
-    from worker.ml import text as tm
-
-    keras.utils.clear_session()
-    corpus = _corpus(ctx, params)
-    model, tokenizer, cfg, start_epoch = _model_for(ctx, params, corpus, tm)
-    x, y, xv, yv = tm.make_windows(
-        np.asarray(tokenizer.encode(corpus)), cfg.seq_len, params.validation_split
-    )
-    if len(x) == 0 or len(xv) == 0:
-        raise InputError(
-            "the text is too short for this seq_len and validation split", field="params.dataset_id"
-        )
-    tm.train_text(
-        model,
-        x,
-        y,
-        xv,
-        yv,
-        epochs=params.epochs,
-        batch_size=cfg.batch_size,
-        initial_epoch=start_epoch,
-        learning_rate=cfg.learning_rate,
-        callbacks=_callbacks(ctx, params, model, cfg, len(x), tokenizer),
-    )
-    if ctx.should_stop():
-        raise JobCanceled("canceled")
-    result = _finish(ctx, model, tokenizer, cfg, tm.bits_per_token(model, xv, yv), params)
-    return {**result, "resumed_from_epoch": start_epoch}
-
-
-def _model_for(ctx: JobContext, params: TextTrainParams, corpus: str, tm: Any) -> tuple:
-    import keras
-
-    from worker.ml.persist import sha256_file
-
-    state = common.read_checkpoint_state(ctx.workdir)
-    if state is not None:
-        path = ctx.workdir / "checkpoint.keras"
-        if sha256_file(path) == state["sha256"]:
-            model = keras.saving.load_model(path)  # safe mode; keeps Adam's state
-            cfg = tm.TextConfig(**state["config"])
-            return model, Tokenizer.from_json(state["tokenizer"]), cfg, state["epoch"]
-    cfg = text_config(params)
-    tokenizer = Tokenizer.fit(cfg.tokenizer, corpus, cfg.vocab_size)
-    cfg = tm.config_for_tokenizer(cfg, tokenizer)
-    model = tm.build_text_model(cfg)
-    tm.compile_text_model(model, cfg.learning_rate)
-    return model, tokenizer, cfg, 0
-
-
-def _callbacks(
-    ctx: JobContext,
-    params: TextTrainParams,
-    model: Any,
-    cfg: Any,
-    n_windows: int,
-    tokenizer: Tokenizer,
-) -> list:
-    from worker.ml.callbacks import CancelCallback, CheckpointCallback, ProgressCallback
-    from worker.ml.persist import save_model
-
-    steps = math.ceil(n_windows / cfg.batch_size)
-
-    def report(data: dict[str, Any]) -> None:
-        done = data.get("epoch", 0) + data.get("step", 0) / steps  # step counts from 1
-        fraction = min(done / params.epochs, 1)
-        ctx.progress(
-            {**data, "epochs": params.epochs, "fraction": fraction, "pid": os.getpid()},
-            force=bool(data.get("val_loss") is not None),
-        )
-
-    def save(epoch: int) -> None:
-        if ctx.should_stop():
-            return  # a stopped epoch is incomplete: keep the previous checkpoint
-        sha = save_model(model, ctx.workdir / "checkpoint.keras")
-        common.write_checkpoint_state(
-            ctx.workdir,
-            {
-                "epoch": epoch + 1,
-                "sha256": sha,
-                "config": asdict(cfg),
-                "tokenizer": tokenizer.to_json(),
-                "saved_at": time.time(),
-            },
-        )
-
-    progress = ProgressCallback(report, PROGRESS_INTERVAL_S, steps, cfg.batch_size, cfg.seq_len)
-    checkpoint = CheckpointCallback(save)
-    # The checkpoint is written before the epoch's progress is reported.
-    return [CancelCallback(ctx.should_stop), checkpoint, progress]
-
-
-def _finish(
-    ctx: JobContext,
-    model: Any,
-    tokenizer: Tokenizer,
-    cfg: Any,
-    bits: float,
-    params: TextTrainParams,
-) -> dict[str, Any]:
-    from worker.ml.persist import save_model
-
-    final = ctx.workdir / "final.keras"
-    save_model(model, final)
-    metric = "bits_per_char" if tokenizer.kind == "char" else "bits_per_token"
-    metrics = {
-        "val_loss": common.finite(bits * math.log(2)),
-        metric: common.finite(bits),
-        "epochs": params.epochs,
-        "vocab_size": tokenizer.vocab_size,
-    }
-    config = {"text": asdict(cfg), "tokenizer": tokenizer.to_json()}
-    version = ctx.register_model(final, "text", config, metrics)
-    return {"model": version.ref, "metrics": metrics}

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import update
+from sqlalchemy import insert, text, update
 
 from shared import migrate
 from shared.config import Settings
 from shared.db import utcnow
 from shared.delivery.reconciler import reconcile_once
 from shared.jobs.cache import StatusCache
+from shared.jobs.rows import claim_statement
 from shared.jobs.status import JobStatus
 from shared.services import Services, build_services
 from shared.tables import Job
@@ -87,7 +88,7 @@ def test_neighbours_of_a_dead_process_are_not_charged_and_run_alone(svc: Service
     for job, token in ((first, "h:7:aaaa"), (second, "h:7:bbbb"), (alone, "h:8:cccc")):
         _claim(svc, job, token)
     _expire_leases(svc, first, second, alone)
-    report = reconcile_once(svc.store, svc.publisher, svc.settings)
+    report = reconcile_once(svc)
     assert report.requeued == 3 and report.published == 3
     rows = {j.id: svc.store.get(j.id) for j in (first, second, alone)}
     for job_id in (first.id, second.id):
@@ -105,7 +106,7 @@ def test_a_job_that_keeps_killing_its_process_alone_ends_worker_lost(svc: Servic
         (claimed,) = _claim(svc, job, f"h:{attempt}:dddd")
         assert claimed.attempts == attempt
         _expire_leases(svc, job)
-        reconcile_once(svc.store, svc.publisher, svc.settings)
+        reconcile_once(svc)
     row = svc.store.get(job.id)
     assert row.status == JobStatus.FAILED and row.error["code"] == "worker_lost"
     assert [e["attempt"] for e in row.errors] == [1, 2, 3]
@@ -156,3 +157,58 @@ def test_a_stale_snapshot_never_replaces_a_newer_one() -> None:
     cache.put_many([{"id": job_id, "status": "succeeded", "version": 4}])
     assert cache.get(job_id)["version"] == 4
     redis.Redis(REDIS_HOST, REDIS_PORT, db=CACHE_DB).delete(cache.key(job_id))
+
+
+def _plan_nodes(plan: dict) -> Iterator[dict]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def test_the_claim_finds_its_jobs_by_primary_key_in_a_long_queue(tmp_path: Path) -> None:
+    need("PostgreSQL", _check_postgres())
+    settings = Settings(
+        database_url=scratch_database("claimplan"),
+        broker_url="filesystem://",
+        broker_dir=tmp_path / "broker",
+        artifact_dir=tmp_path / "artifacts",
+    )
+    migrate.upgrade(settings)
+    services = build_services(settings)
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "type": "test.sleep",
+            "params": {},
+            "status": "queued",
+            "attempts": 0,
+            "max_attempts": 3,
+            "priority": 0,
+            "version": 0,
+            "cancel_requested": False,
+            "solo": False,
+        }
+        for _ in range(100_000)
+    ]
+    with services.engine.begin() as conn:
+        for start in range(0, len(rows), 10_000):
+            conn.execute(insert(Job), rows[start : start + 10_000])
+        conn.execute(text("ANALYZE jobs"))
+    stmt = claim_statement(
+        [r["id"] for r in rows[:64]],
+        "h:1:aaaa",
+        lease_s=30,
+        time_limits={"test.sleep": 60},
+        default_limit_s=600,
+        solo=False,
+    )
+    compiled = stmt.compile(
+        dialect=services.engine.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    with services.engine.connect() as conn:
+        (plan,) = conn.exec_driver_sql(
+            f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params
+        ).scalar()
+    indexes = {n.get("Index Name") for n in _plan_nodes(plan["Plan"])} - {None}
+    services.close()
+    assert indexes == {"jobs_pkey"}, plan

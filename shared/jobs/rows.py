@@ -1,0 +1,83 @@
+"""Core SQL for the store's hot path: the jobs table, the claim statement, rows to insert.
+
+Core statements skip the ORM's unit of work: each is one round trip, built and read back
+without identity maps or instrumented objects.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, literal, update
+
+from shared.db import utcnow
+from shared.jobs.status import JobStatus
+from shared.tables import Job
+
+JOBS = Job.__table__
+
+
+def claim_statement(
+    job_ids: Sequence[uuid.UUID],
+    token: str,
+    *,
+    lease_s: float,
+    time_limits: Mapping[str, float],
+    default_limit_s: float,
+    solo: bool,
+) -> Any:
+    """Return the claim's UPDATE (by primary key), as ``JobStore.claim`` runs it."""
+    now = utcnow()
+    deadline: Any = literal(now + timedelta(seconds=default_limit_s))
+    if time_limits:
+        deadline = case(
+            {name: literal(now + timedelta(seconds=s)) for name, s in time_limits.items()},
+            value=Job.type,
+            else_=deadline,
+        )
+    stmt = (
+        update(JOBS)
+        .where(
+            Job.id.in_(job_ids),
+            Job.status == JobStatus.QUEUED,
+            Job.cancel_requested.is_(False),
+            Job.solo.is_(solo),
+        )
+        .where((Job.available_at.is_(None)) | (Job.available_at <= now))
+        .values(
+            status=JobStatus.RUNNING,
+            attempts=Job.attempts + 1,
+            worker_id=token,
+            started_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            deadline_at=deadline,
+            version=Job.version + 1,
+        )
+        .returning(*JOBS.c)
+    )
+    return stmt
+
+
+def row_values(obj: Any) -> dict[str, Any]:
+    """Return an unsaved ORM object's column values, for a Core INSERT."""
+    table = type(obj).__table__
+    return {c.name: getattr(obj, c.key) for c in table.columns if getattr(obj, c.key) is not None}
+
+
+def queued_row(job: Job, now: datetime) -> dict[str, Any]:
+    """Fill a new job's defaults on the object (the API answers with it) and return its row."""
+    job.id = job.id or uuid.uuid4()
+    job.status = JobStatus.QUEUED
+    job.created_at = job.created_at or now
+    # Published right after the insert commits; a failed publish clears it, and the hot path
+    # saves a second UPDATE.
+    job.published_at = job.created_at
+    for attr, default in (("version", 0), ("attempts", 0), ("priority", 0), ("params", {})):
+        if getattr(job, attr) is None:
+            setattr(job, attr, default)
+    job.cancel_requested = bool(job.cancel_requested)
+    job.solo = bool(job.solo)
+    return row_values(job)
