@@ -11,14 +11,25 @@ from flask import Flask, current_app
 
 from api.deadline import Deadlines
 from shared.config import Settings, get_settings
-from shared.jobs.cache import MODELS_CHANNEL
+from shared.jobs.cache import CHANGES_CHANNEL
 from shared.jobs.events import Hub, listen_forever, make_hub
 from shared.services import Services, build_services
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Create the Flask app with its services, blueprints and error handlers."""
-    from api import artifacts, batches, datasets, health, jobs, models, openapi, problems
+    from api import (
+        artifacts,
+        auth,
+        batches,
+        datasets,
+        health,
+        jobs,
+        models,
+        openapi,
+        problems,
+        ratelimit,
+    )
 
     settings = settings or get_settings()
     app = Flask(__name__)
@@ -27,18 +38,30 @@ def create_app(settings: Settings | None = None) -> Flask:
     svc = build_services(settings)
     app.extensions["aigc"] = svc
     app.extensions["aigc.hub"] = make_hub(settings, svc.store)
-    if settings.redis_url:  # drop cached "latest versions" as soon as a new one is registered
-        threading.Thread(
-            target=listen_forever,
-            args=(settings.redis_url, MODELS_CHANNEL, lambda *_: svc.registry.forget_latest()),
-            name="aigc-models",
-            daemon=True,
-        ).start()
+    if settings.redis_url:
+        _forget_on_announcements(settings.redis_url, svc)
     problems.init_app(app)
+    auth.init_app(app)
+    ratelimit.init_app(app, settings)  # after auth: it counts per key
     for module in (jobs, batches, artifacts, datasets, models, health, openapi):
         app.register_blueprint(module.bp)
     app.wsgi_app = Deadlines(app.wsgi_app, settings.api_request_timeout_s)  # type: ignore[method-assign]
     return app
+
+
+def _forget_on_announcements(redis_url: str, svc: Services) -> None:
+    """Drop what this process caches (latest model versions, verified keys) once it changes."""
+    forget = {b"models": svc.registry.forget_latest, b"keys": svc.keys.forget}
+
+    def on_message(_: str, what: bytes) -> None:
+        forget.get(what, lambda: None)()
+
+    threading.Thread(
+        target=listen_forever,
+        args=(redis_url, CHANGES_CHANNEL, on_message),
+        name="aigc-changes",
+        daemon=True,
+    ).start()
 
 
 def services() -> Services:

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
-from api import services
+from api import deadline, services
+from api.auth import owned, principal, requires
+from api.idempotency import idempotent, pending
 from api.requests import json_body, path_uuid
+from shared.db import utcnow
 from shared.errors import InputError
 from shared.jobs.batches import (
     MAX_BYTES,
     BatchCreate,
+    batch_owner,
     batch_status,
+    batch_view,
     build_rows,
     parse_jsonl,
     stream_results,
     submit_batch,
 )
-from shared.models.registry import submission_check
+from shared.jobs.status import JobStatus
+from shared.jobs.submit import submission_check
 from shared.tables import Batch
+from shared.tenants.caps import check_queued_cap
+from shared.tenants.keys import JOBS_READ, JOBS_WRITE
 
 bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
 
@@ -28,12 +37,16 @@ bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
 @bp.before_request
 def _allow_large_batches() -> None:
     request.max_content_length = MAX_BYTES
+    if request.method == "POST":
+        deadline.extend(services().settings.api_upload_timeout_s)
 
 
 @bp.post("")
+@requires(JOBS_WRITE)
+@idempotent
 def create_batch() -> tuple[Response, int, dict[str, str]]:
     """Accept a batch as JSON or as a JSONL upload; validate all items before storing any."""
-    svc = services()
+    svc, who = services(), principal()
     if request.files:
         upload = request.files.get("file")
         if upload is None:
@@ -45,38 +58,42 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
         type_, model, items = body.type, body.model, body.items
     if not type_:
         raise InputError("the batch needs a job type", field="type")
-    batch = Batch(type=type_, model=model, item_count=0)
-    rows = build_rows(
-        batch,
-        items,
-        settings=svc.settings,
-        check_model=submission_check(svc.registry),
-    )
-    submit_batch(svc, batch, rows)
-    location = url_for("batches.get_batch", batch_id=str(batch.id))
-    return jsonify(batch_status(svc, batch.id)), 202, {"Location": location}
+    batch = Batch(type=type_, model=model, item_count=0, tenant_id=who.tenant_id)
+    rows = build_rows(batch, items, settings=svc.settings, check_model=submission_check(svc, who))
+    check_queued_cap(svc, who.tenant_id, len(rows))
+    batch.created_at, batch.cancel_requested = utcnow(), False  # known before it is stored
+    public = batch_view(batch, {JobStatus.QUEUED: len(rows)}, None)
+    headers = {"Location": url_for("batches.get_batch", batch_id=str(batch.id))}
+    submit_batch(svc, batch, rows, claim=pending(202, public, headers))
+    return jsonify(public), 202, headers
+
+
+def _owned_batch(batch_id: str) -> uuid.UUID:
+    parsed = path_uuid(batch_id, "batch")
+    owned(batch_owner(services(), parsed), "batch")
+    return parsed
 
 
 @bp.get("/<batch_id>")
+@requires(JOBS_READ)
 def get_batch(batch_id: str) -> Response:
     """Return the batch's status, counts by job status and progress."""
-    return jsonify(batch_status(services(), path_uuid(batch_id, "batch")))
+    return jsonify(batch_status(services(), _owned_batch(batch_id)))
 
 
 @bp.get("/<batch_id>/results")
+@requires(JOBS_READ)
 def get_results(batch_id: str) -> Response:
     """Stream one JSON line per item, in submit order."""
-    svc = services()
-    parsed = path_uuid(batch_id, "batch")
-    batch_status(svc, parsed)  # 404 before the stream starts
-    lines = stream_with_context(stream_results(svc, parsed))
+    parsed = _owned_batch(batch_id)  # 404 before the stream starts
+    lines = stream_with_context(stream_results(services(), parsed))
     return Response(lines, mimetype="application/x-ndjson")
 
 
 @bp.post("/<batch_id>/cancel")
+@requires(JOBS_WRITE)
 def cancel_batch(batch_id: str) -> tuple[Response, int]:
     """Cancel queued items now; running items stop at their next step."""
-    svc = services()
-    parsed = path_uuid(batch_id, "batch")
+    svc, parsed = services(), _owned_batch(batch_id)
     svc.store.cancel_batch(parsed)
     return jsonify(batch_status(svc, parsed)), 202

@@ -6,10 +6,12 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
 from api import services
+from api.auth import principal, requires
 from api.requests import text_value
 from shared.data.datasets import Limits, normalize
 from shared.errors import InputError, PayloadTooLarge
 from shared.tables import Dataset
+from shared.tenants.keys import JOBS_READ, MODELS_WRITE
 
 bp = Blueprint("datasets", __name__, url_prefix="/v1/datasets")
 
@@ -20,6 +22,7 @@ def _allow_large_uploads() -> None:
 
 
 @bp.post("")
+@requires(MODELS_WRITE)  # datasets exist to train models
 def upload_dataset() -> tuple[Response, int]:
     """Validate a multipart upload completely, then store it; a rejected one stores nothing."""
     upload = request.files.get("file")
@@ -31,9 +34,12 @@ def upload_dataset() -> tuple[Response, int]:
     if len(raw) > services().settings.max_dataset_bytes:
         raise PayloadTooLarge("the upload is too large", field="file")
     data = normalize(filename, raw, Limits())
-    svc = services()
-    artifact = svc.artifacts.save(None, "dataset", data.media_type, data.data, data.suffix)
+    svc, tenant_id = services(), principal().tenant_id
+    artifact = svc.artifacts.save(
+        None, "dataset", data.media_type, data.data, data.suffix, tenant_id=tenant_id
+    )
     row = Dataset(
+        tenant_id=tenant_id,
         name=name,
         kind=data.kind,
         artifact_id=artifact.id,
@@ -48,13 +54,15 @@ def upload_dataset() -> tuple[Response, int]:
 
 
 @bp.get("")
+@requires(JOBS_READ)
 def list_datasets() -> Response:
-    """List uploaded datasets, newest first."""
+    """List the tenant's uploaded datasets, newest first."""
     svc = services()
     with svc.store.sessions() as session:
         rows = list(
             session.scalars(
                 select(Dataset)
+                .where(Dataset.tenant_id == principal().tenant_id)
                 .order_by(Dataset.created_at.desc())
                 .limit(svc.settings.page_limit_max)
             )

@@ -2,57 +2,78 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, url_for
 
 from api import deadline, hub, services
+from api.auth import owned, principal, require, requires
+from api.idempotency import idempotent, pending
 from api.requests import json_body, path_uuid, query
 from shared.errors import NotFound
+from shared.jobs import jobtypes
 from shared.jobs.events import wait_for_end
 from shared.jobs.reads import to_public
+from shared.jobs.rows import new_row
 from shared.jobs.schemas import JobCreate, JobQuery, JobsPublic, JobsQuery
 from shared.jobs.status import JobStatus
-from shared.jobs.submit import build_job, submit
-from shared.models.registry import submission_check
+from shared.jobs.submit import build_job, submission_check, submit
+from shared.tenants.caps import check_queued_cap
+from shared.tenants.keys import JOBS_READ, JOBS_WRITE, MODELS_WRITE
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 
 @bp.post("")
+@requires(JOBS_WRITE)
+@idempotent
 def create_job() -> tuple[Response, int, dict[str, str]]:
     """Validate and store a job, publish its id, and answer 202 with its location."""
-    svc = services()
+    svc, who = services(), principal()
     body = json_body(JobCreate)
-    job = build_job(
-        body,
-        settings=svc.settings,
-        check_model=submission_check(svc.registry),
-    )
-    (job,) = submit(svc, [job])
-    location = url_for("jobs.get_job", job_id=str(job.id))
-    return jsonify(to_public(job)), 202, {"Location": location}
+    if jobtypes.get(body.type).model == "target":
+        require(MODELS_WRITE)  # training registers a model
+    job = build_job(body, settings=svc.settings, check_model=submission_check(svc, who))
+    job.tenant_id = who.tenant_id
+    check_queued_cap(svc, who.tenant_id, 1)
+    new_row(job)  # its id and defaults now, so the answer is known before it is stored
+    public, headers = to_public(job), {"Location": url_for("jobs.get_job", job_id=str(job.id))}
+    submit(svc, [job], claim=pending(202, public, headers))
+    return jsonify(public), 202, headers
 
 
 @bp.get("/<job_id>")
+@requires(JOBS_READ)
 def get_job(job_id: str) -> Response:
     """Return one job (status cache first); with ``wait_s``, once it ends or the wait runs out."""
     parsed, q = path_uuid(job_id, "job"), query(JobQuery)
     store = services().store
-    if q.wait_s:
-        deadline.extend(q.wait_s + services().settings.api_request_timeout_s)
-        job = wait_for_end(hub(), parsed, q.wait_s, lambda: store.get_public(parsed))
-    else:
-        job = store.get_public(parsed)
+    job = store.get_public(parsed)
     if job is None:
         raise NotFound("job not found")
+    owned(_tenant(job), "job")  # before any wait: another tenant's job does not exist
+    if q.wait_s:
+        deadline.extend(q.wait_s + services().settings.api_request_timeout_s)
+        job = wait_for_end(hub(), parsed, q.wait_s, lambda: store.get_public(parsed)) or job
     return jsonify(job)
 
 
+def _tenant(job: dict[str, Any]) -> uuid.UUID | None:
+    return uuid.UUID(job["tenant_id"]) if job.get("tenant_id") else None
+
+
 @bp.get("")
+@requires(JOBS_READ)
 def list_jobs() -> Response:
-    """Return a page of jobs, newest first, with the cursor of the next page."""
+    """Return a page of the tenant's jobs, newest first, with the cursor of the next page."""
     q = query(JobsQuery)
     rows, next_cursor = services().store.page(
-        status=q.status, type_=q.type, limit=q.limit, cursor=q.cursor
+        tenant_id=principal().tenant_id,
+        status=q.status,
+        type_=q.type,
+        limit=q.limit,
+        cursor=q.cursor,
     )
     page = JobsPublic.model_validate(
         {"data": rows, "next_cursor": next_cursor}, from_attributes=True
@@ -61,7 +82,13 @@ def list_jobs() -> Response:
 
 
 @bp.post("/<job_id>/cancel")
+@requires(JOBS_WRITE)
 def cancel_job(job_id: str) -> tuple[Response, int]:
     """Cancel a queued job now, or ask a running one to stop; 409 if it already ended."""
-    job = services().store.request_cancel(path_uuid(job_id, "job"))
+    store, parsed = services().store, path_uuid(job_id, "job")
+    current = store.get(parsed)
+    owned(current.tenant_id if current else None, "job")
+    if current is None:
+        raise NotFound("job not found")
+    job = store.request_cancel(parsed)
     return jsonify(to_public(job)), 202 if job.status == JobStatus.RUNNING else 200

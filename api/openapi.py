@@ -6,16 +6,29 @@ register (``AIGC_PLUGINS``) are described with their own params.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from werkzeug.exceptions import HTTPException
 
 from api import spec_models
+from api.auth import OPEN_ENDPOINTS, required_scope
+from api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from api.idempotency import MAX_KEY_LENGTH
 from shared.jobs import jobtypes
-from shared.jobs.schemas import ArtifactPublic, JobPublic, JobQuery, JobsPublic, JobsQuery, Problem
+from shared.jobs.schemas import (
+    ArtifactPublic,
+    JobPublic,
+    JobQuery,
+    JobsPublic,
+    JobsQuery,
+    ModelUpdate,
+    Problem,
+)
 
 bp = Blueprint("openapi", __name__)
 
@@ -79,6 +92,13 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("get", "/v1/datasets", "List datasets", response="DatasetsPublic"),
     Endpoint("get", "/v1/models", "List models and their versions", response="ModelsPublic"),
     Endpoint("get", "/v1/models/{name}", "Get a model and its versions", response="ModelPublic"),
+    Endpoint(
+        "patch",
+        "/v1/models/{name}",
+        "Publish a model to every tenant, or make it private again",
+        response="ModelPublic",
+        body={JSON: "ModelUpdate"},
+    ),
     Endpoint("get", "/healthz", "Liveness", response="Health"),
     Endpoint("get", "/readyz", "Readiness of the database and broker", response="Health"),
 ]
@@ -87,6 +107,7 @@ SCHEMAS: list[type[BaseModel]] = [
     JobPublic,
     JobsPublic,
     ArtifactPublic,
+    ModelUpdate,
     Problem,
     spec_models.DatasetUpload,
     spec_models.BatchPublic,
@@ -108,15 +129,32 @@ def _content(response: str) -> dict[str, Any]:
     return {JSON: {"schema": _ref(response)}}
 
 
-def _responses(endpoint: Endpoint) -> dict[str, Any]:
-    problem = {
-        "description": "Problem",
+# The answers every authenticated operation may give, besides its own.
+AUTH_PROBLEMS = {
+    "401": "No API key, or one unknown or revoked (with WWW-Authenticate)",
+    "403": "The key lacks the operation's scope",
+    "429": "Over the key's rate limit or the tenant's caps (with Retry-After, RateLimit-*)",
+}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
         "content": {"application/problem+json": {"schema": _ref("Problem")}},
     }
+
+
+def _responses(endpoint: Endpoint, secured: bool) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "OK"}
     if endpoint.response is not None:
         ok["content"] = _content(endpoint.response)
-    return {**{str(status): ok for status in endpoint.ok}, "4XX": problem, "5XX": problem}
+    auth = {code: _problem(text) for code, text in AUTH_PROBLEMS.items()} if secured else {}
+    return {
+        **{str(status): ok for status in endpoint.ok},
+        **auth,
+        "4XX": _problem("Problem"),
+        "5XX": _problem("Problem"),
+    }
 
 
 def _request_body(body: dict[str, str]) -> dict[str, Any]:
@@ -126,8 +164,18 @@ def _request_body(body: dict[str, str]) -> dict[str, Any]:
     return {"required": True, "content": content}
 
 
-def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
-    params = []
+def _parameters(endpoint: Endpoint, view: Callable[..., Any]) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = []
+    if getattr(view, "idempotent", False):
+        params.append(
+            {
+                "name": IDEMPOTENCY_HEADER,
+                "in": "header",
+                "required": False,
+                "description": "A replay within 24 h returns the first answer and creates nothing.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+            }
+        )
     for name in ("id", "name"):
         if "{" + name + "}" in endpoint.path:
             schema = {"type": "string", **({"format": "uuid"} if name == "id" else {})}
@@ -151,8 +199,17 @@ def _present(prop: dict[str, Any]) -> dict[str, Any]:
 
 
 def _operation(endpoint: Endpoint) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": endpoint.summary, "responses": _responses(endpoint)}
-    if params := _parameters(endpoint):
+    view = _view(endpoint)
+    function = current_app.view_functions[view]
+    scope = required_scope(function)
+    secured = view not in OPEN_ENDPOINTS
+    op: dict[str, Any] = {"summary": endpoint.summary, "responses": _responses(endpoint, secured)}
+    # Security comes from the view itself (its scope decorator), so the two cannot disagree.
+    op["security"] = [{"bearer": []}] if secured else []
+    if scope:
+        op["x-required-scope"] = scope
+        op["description"] = f"Needs a key with the `{scope}` scope (or `admin`)."
+    if params := _parameters(endpoint, function):
         op["parameters"] = params
     if endpoint.body:
         op["requestBody"] = _request_body(endpoint.body)
@@ -167,6 +224,17 @@ def _schemas() -> dict[str, Any]:
     return top["$defs"]
 
 
+def _view(endpoint: Endpoint) -> str:
+    """Return the name of the view that serves an endpoint, matched as a request would be."""
+    path = endpoint.path.replace("{id}", "00000000-0000-4000-8000-000000000000")
+    path = path.replace("{name}", "x")
+    try:
+        view, _ = current_app.url_map.bind("").match(path, method=endpoint.method.upper())
+    except HTTPException as exc:  # the list names a route the app does not serve
+        raise LookupError(f"no route serves {endpoint.method} {endpoint.path}") from exc
+    return view
+
+
 def build_spec() -> dict[str, Any]:
     """Return the OpenAPI document of every endpoint and job params schema."""
     paths: dict[str, dict[str, Any]] = {}
@@ -176,7 +244,16 @@ def build_spec() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "aigc-queue", "version": "1"},
         "paths": paths,
-        "components": {"schemas": _schemas()},
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key: `aigc keys create` shows it once.",
+                }
+            },
+        },
     }
 
 

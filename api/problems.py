@@ -17,6 +17,9 @@ PROBLEM_TYPE = "application/problem+json"
 RESERVED = frozenset({"type", "title", "status", "detail", "code", "errors"})
 
 _STATUS: list[tuple[type[errors.AigcError], int]] = [
+    (errors.Unauthenticated, 401),
+    (errors.Forbidden, 403),
+    (errors.TooManyRequests, 429),
     (errors.PayloadTooLarge, 413),
     (errors.InputError, 422),
     (errors.NotFound, 404),
@@ -44,6 +47,10 @@ def _from_aigc(exc: errors.AigcError) -> Response:
     resp = problem(status, _title(status), exc.message, code=exc.code, errors=field_list, **extra)
     if isinstance(exc, errors.RetryableError):
         resp.headers["Retry-After"] = "5"
+    if isinstance(exc, errors.TooManyRequests):
+        resp.headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, errors.Unauthenticated):
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="aigc-queue"'
     return resp
 
 

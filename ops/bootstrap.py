@@ -40,7 +40,7 @@ def submit_defaults(svc: Services) -> list[str]:
         return []
     busy = {
         j.model
-        for j in svc.store.page(status=None, type_=None, limit=100, cursor=None)[0]
+        for j in svc.store.page(tenant_id=None, status=None, type_=None, limit=100, cursor=None)[0]
         if j.type.endswith(".train") and j.status not in TERMINAL
     }
     jobs = [

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ops.admin_cli import keys, tenants
 from ops.client import ApiError, Client
 from shared.config import get_settings
 from shared.jobs.status import BATCH_TERMINAL
@@ -109,7 +110,10 @@ def db_upgrade() -> None:
 
 # -- jobs over HTTP ------------------------------------------------------------------------
 def _client() -> Client:
-    return Client(get_settings().public_api_url)
+    from ops.keys import cli_key
+
+    settings = get_settings()
+    return Client(settings.public_api_url, api_key=cli_key(settings))
 
 
 def _parse_param(item: str) -> tuple[str, Any]:
@@ -320,6 +324,9 @@ def _exit_unless_succeeded(job: dict[str, Any]) -> None:
         error = job.get("error") or {}
         raise click.ClickException(f"job {job['status']}: {error.get('message', '')}")
 
+
+main.add_command(keys)
+main.add_command(tenants)
 
 if __name__ == "__main__":
     main()

@@ -30,10 +30,12 @@ class ApiError(Exception):
 class Client:
     """Calls the aigc-queue HTTP API."""
 
-    def __init__(self, base_url: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.http = requests.Session()
+        if api_key:
+            self.http.headers["Authorization"] = f"Bearer {api_key}"
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """Send a request and raise ApiError on a problem answer."""

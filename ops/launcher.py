@@ -332,6 +332,7 @@ def run_stack(settings: Settings, *, bootstrap: bool = True) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     migrate.upgrade(settings)
+    _announce_new_admin_key(settings)
     supervisor = Supervisor(stack_specs(settings), settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -347,3 +348,16 @@ def run_stack(settings: Settings, *, bootstrap: bool = True) -> int:
     supervisor.run(stop)
     print("aigc-queue stopped", flush=True)
     return 0
+
+
+def _announce_new_admin_key(settings: Settings) -> None:
+    """Create the local admin key on first start and print it, this once."""
+    from ops.keys import ensure_local_admin_key
+
+    key = ensure_local_admin_key(settings)
+    if key:
+        print(
+            f"created the local admin API key; it is shown only now and saved to "
+            f"{settings.api_key_file} (mode 600), where the CLI reads it:\n  {key}",
+            flush=True,
+        )

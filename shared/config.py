@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 VAR_DIR = Path("var")
@@ -82,6 +82,27 @@ class Settings(BaseSettings):
     restart_backoff_s: float = Field(1.0, gt=0)
     restart_backoff_max_s: float = Field(30.0, gt=0)
 
+    # Tenants: keys, caps, rate limits, idempotency.
+    auth_required: bool = Field(
+        True, description="Every request needs a key; off only for benchmarks on one machine."
+    )
+    tenant_max_running: int = Field(
+        256, ge=1, description="Running interactive jobs per tenant (default; batches: window)."
+    )
+    tenant_max_queued: int = Field(
+        200_000, ge=1, description="Queued jobs and batch items per tenant (default)."
+    )
+    rate_limit: str = Field(
+        "200/second", description="Requests per key (flask-limiter syntax, ';' separates)."
+    )
+    rate_limit_storage_url: str | None = Field(
+        None, description="Where rate-limit counters live; default: redis_url, else memory."
+    )
+    idempotency_ttl_s: int = Field(24 * 3600, gt=0)
+    # The key the CLI sends; without one, the local admin key that `aigc up` writes to the file.
+    api_key: SecretStr | None = None
+    api_key_file: Path = VAR_DIR / "admin.key"
+
     # Request limits.
     max_body_bytes: int = 1024 * 1024
     max_params_bytes: int = 64 * 1024
@@ -116,6 +137,14 @@ class Settings(BaseSettings):
     worker_queues: str = "generate,train"
     # Extra modules that register job types (tests register theirs this way).
     plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        parse_many(value)  # a ValueError names what is wrong
+        return value
 
     @field_validator("plugins", "warm_models", mode="before")
     @classmethod

@@ -20,14 +20,18 @@ class AigcError(Exception):
 
 
 # Errors the caller caused: never retried.
-class InputError(AigcError):
-    """Raised when a request or a job's parameters are invalid."""
-
-    code = "invalid_input"
+class CallerError(AigcError):
+    """Raised when a request is at fault; it may name the field at fault."""
 
     def __init__(self, message: str, *, field: str | None = None, **details: Any) -> None:
         super().__init__(message, **details)
         self.field = field
+
+
+class InputError(CallerError):
+    """Raised when a request or a job's parameters are invalid."""
+
+    code = "invalid_input"
 
 
 class FieldErrors(InputError):
@@ -39,13 +43,35 @@ class FieldErrors(InputError):
         self.errors = errors
 
 
+class Unauthenticated(AigcError):
+    """Raised when a request carries no API key, or one that is unknown or revoked."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(AigcError):
+    """Raised when a request's key lacks the scope the request needs."""
+
+    code = "forbidden"
+
+
+class TooManyRequests(AigcError):
+    """Raised when a tenant is past one of its caps, or a key past its rate limit."""
+
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after_s: int, **details: object) -> None:
+        super().__init__(message, **details)
+        self.retry_after_s = retry_after_s
+
+
 class NotFound(AigcError):
     """Raised when a job, artifact, dataset or model does not exist."""
 
     code = "not_found"
 
 
-class Conflict(AigcError):
+class Conflict(CallerError):
     """Raised when a request conflicts with the current state, such as cancelling a finished job."""
 
     code = "conflict"

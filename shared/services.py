@@ -16,6 +16,7 @@ from shared.jobs import jobtypes
 from shared.jobs.cache import StatusCache
 from shared.jobs.store import JobStore
 from shared.models.registry import ANNOUNCED_LATEST_TTL_S, LATEST_TTL_S, ModelRegistry
+from shared.tenants.keys import KeyStore
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Services:
     publisher: Publisher
     artifacts: ArtifactStore
     registry: ModelRegistry
+    keys: KeyStore
 
     def close(self) -> None:
         """Release connections and pools."""
@@ -55,6 +57,7 @@ def build_services(settings: Settings, *, threads: int | None = None) -> Service
     registry = ModelRegistry(
         sessions,
         latest_ttl_s=ANNOUNCED_LATEST_TTL_S if cache else LATEST_TTL_S,
-        on_change=cache.announce_models if cache else None,
+        on_change=(lambda: cache.announce_change("models")) if cache else None,
     )
-    return Services(settings, engine, store, celery, publisher, artifacts, registry)
+    keys = KeyStore(sessions, on_revoke=(lambda: cache.announce_change("keys")) if cache else None)
+    return Services(settings, engine, store, celery, publisher, artifacts, registry, keys)

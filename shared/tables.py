@@ -1,4 +1,4 @@
-"""SQLAlchemy tables: jobs, artifacts, the model registry and datasets."""
+"""SQLAlchemy tables: jobs, artifacts, the model registry, datasets, batches, lanes, tenants."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -27,7 +28,8 @@ from shared.db import Base, UTCDateTime, utcnow
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
 
-IN_FLIGHT = "published_at IS NOT NULL AND status IN ('queued', 'running')"
+WAITING = "batch_id IS NOT NULL AND status = 'queued' AND published_at IS NULL"
+IN_FLIGHT = "batch_id IS NOT NULL AND published_at IS NOT NULL AND status IN ('queued', 'running')"
 
 
 class Job(Base):
@@ -36,6 +38,9 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("tenants.id")
+    )  # None: system
     type: Mapped[str] = mapped_column(String(64))
     model: Mapped[str | None] = mapped_column(String(128))
     params: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
@@ -73,18 +78,22 @@ class Job(Base):
         Index("ix_jobs_created_id", "created_at", "id"),
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_batch", "batch_id", "batch_index"),
-        # The pacer's next chunk: a batch's items still waiting as rows, in submit order.
+        # A tenant's jobs by status: its caps, and its pages of jobs.
+        Index("ix_jobs_tenant_status", "tenant_id", "status"),
+        Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
+        # The pacer's next chunk: a tenant's batch items still waiting as rows, oldest first.
         Index(
             "ix_jobs_unpublished",
-            "batch_id",
+            "tenant_id",
+            "created_at",
             "batch_index",
-            postgresql_where=text("status = 'queued' AND published_at IS NULL"),
-            sqlite_where=text("status = 'queued' AND published_at IS NULL"),
+            postgresql_where=text(WAITING),
+            sqlite_where=text(WAITING),
         ),
-        # The pacer's count of a batch's items in flight (a message out, not yet finished).
+        # The pacer's count of a tenant's batch items in flight (a message out, not finished).
         Index(
             "ix_jobs_in_flight",
-            "batch_id",
+            "tenant_id",
             postgresql_where=text(IN_FLIGHT),
             sqlite_where=text(IN_FLIGHT),
         ),
@@ -97,6 +106,7 @@ class Artifact(Base):
     __tablename__ = "artifacts"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("tenants.id"))
     job_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), index=True
     )
@@ -115,6 +125,10 @@ class Model(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    # Its owner, who alone adds versions; None for the models the system trains at first start.
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("tenants.id"))
+    # Readable (never writable) by every tenant: the defaults, and models an admin published.
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
     kind: Mapped[str] = mapped_column(String(16))  # "text" or "image"
     config: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -146,6 +160,7 @@ class Dataset(Base):
     __tablename__ = "datasets"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("tenants.id"))
     name: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16))  # "text" or "image"
     artifact_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("artifacts.id"))
@@ -160,6 +175,7 @@ class Batch(Base):
     __tablename__ = "batches"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("tenants.id"))
     type: Mapped[str] = mapped_column(String(64))
     model: Mapped[str | None] = mapped_column(String(128))
     item_count: Mapped[int] = mapped_column(Integer)
@@ -179,3 +195,52 @@ class Lane(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     consumed_through: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Tenant(Base):
+    """An account: it owns jobs, batches, datasets, models and files; its caps and share."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # Its share of the workers against other tenants' batches (1 = an equal share).
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    # Per-tenant caps; NULL takes the setting's default.
+    max_running: Mapped[int | None] = mapped_column(Integer)
+    max_queued: Mapped[int | None] = mapped_column(Integer)
+    rate_limit: Mapped[str | None] = mapped_column(String(64))  # per key, e.g. "50/second"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    """A tenant's API key: only its SHA-256 is stored; the key itself is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in lists, to tell keys apart
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class IdempotentResponse(Base):
+    """The response to a request sent with an ``Idempotency-Key``, replayed for 24 hours."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -6,7 +6,7 @@ A missing service fails the run under CI=true and skips the test elsewhere, with
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +28,11 @@ from tests.support import (
     REDIS_HOST,
     REDIS_PORT,
     ROOT,
+    USER_SCOPES,
     Api,
     Handle,
     settings_env,
+    tenant_api,
 )
 
 BACKENDS = ["postgres", "embedded"]
@@ -52,6 +54,8 @@ TEST_SETTINGS: dict[str, Any] = {
     "model_cache_size": 1,
     "max_attempts": 3,
     "plugins": ["tests.fixtures.jobtypes"],
+    # The suite's clients run hundreds of requests a second; the limit has its own test.
+    "rate_limit": "100000/second",
 }
 
 
@@ -139,6 +143,10 @@ class Stack:
         """Return the API server."""
         return Handle(self.supervisor, "api")
 
+    def client(self, tenant: str, scopes: Sequence[str] = USER_SCOPES) -> Api:
+        """Return an API client with a new key of ``tenant`` (created if new)."""
+        return tenant_api(self.services, self.api.base_url, tenant, scopes)
+
     def handle(self, name: str) -> Handle:
         """Return one process of the stack by name."""
         return Handle(self.supervisor, name)
@@ -172,7 +180,7 @@ def running_stack(backend: str, values: dict[str, Any], tmp: Path) -> Iterator[S
     supervisor = start_stack(settings, env, tmp)
     stop = threading.Event()
     thread = supervisor.run_in_thread(stop)
-    api = Api(f"http://{settings.api_host}:{settings.api_port}")
+    api = tenant_api(services, f"http://{settings.api_host}:{settings.api_port}", "tenant-a")
     try:
         api.wait_ready()
         yield Stack(backend, settings, env, services, supervisor, api, tmp)

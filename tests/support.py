@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import requests
 
 from ops.launcher import Child, Supervisor
 from shared.jobs.status import TERMINAL
+from shared.services import Services
+from shared.tenants.keys import USER_SCOPES
 
 ROOT = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -20,6 +23,7 @@ PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 # Two Redis databases (broker, status cache); another pair lets two test runs share one server.
 BROKER_DB, CACHE_DB = (int(x) for x in os.environ.get("TEST_REDIS_DBS", "14,15").split(","))
+# What the suite's own client may do: everything a user does, nothing an admin does.
 
 
 def wait_for(
@@ -106,11 +110,22 @@ class Handle:
 
 
 class Api:
-    """A requests session bound to the API's base URL."""
+    """A requests session bound to the API's base URL, sending one tenant's key."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(
+        self, base_url: str, key: str | None = None, tenant_id: uuid.UUID | None = None
+    ) -> None:
         self.base_url = base_url
+        self.key = key
+        self.tenant_id = tenant_id
         self.http = requests.Session()
+        if key:
+            self.http.headers["Authorization"] = f"Bearer {key}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """Return the header that carries this client's key (for requests sent otherwise)."""
+        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
 
     def __getattr__(self, method: str) -> Callable[..., requests.Response]:
         def call(path: str, **kwargs: Any) -> requests.Response:
@@ -162,3 +177,11 @@ class Api:
                 return False
 
         wait_for(up, timeout_s, 0.2, "the API to answer")
+
+
+def tenant_api(
+    services: Services, base_url: str, tenant: str, scopes: Sequence[str] = USER_SCOPES
+) -> Api:
+    """Create a key for ``tenant`` (created if new) and return a client that sends it."""
+    key, row = services.keys.create(tenant, "test", list(scopes))
+    return Api(base_url, key, row.tenant_id)

@@ -60,7 +60,9 @@ def env(service: dict[str, Any]) -> dict[str, str]:
 
 
 def interpolate(value: str) -> str:
-    """Resolve compose's ``${VAR:-default}`` to its default (the shell is not consulted)."""
+    """Resolve compose's ``${VAR:-default}`` to its default, and a required ``${VAR:?}`` to a
+    stand-in secret (the shell is not consulted)."""
+    value = re.sub(r"\$\{\w+:\?[^}]*\}", "secret", value)
     return re.sub(r"\$\{\w+(?::?-([^}]*))?\}", lambda m: m.group(1) or "", value)
 
 
@@ -132,6 +134,21 @@ def test_redis_persists_with_aof(services: dict[str, Any]) -> None:
     assert option(cmd, "--appendonly") == "yes"
     assert services["redis"]["image"].startswith("redis:7")
     assert services["postgres"]["image"].startswith("postgres:16")
+
+
+def test_every_admin_surface_needs_a_secret(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    """Flower, Redis and PostgreSQL refuse to start without a secret; none has a default."""
+    required = re.compile(r"^\$\{\w+:\?[^}]*\}$")
+    assert required.match(env(services["flower"])["FLOWER_BASIC_AUTH"])
+    assert required.match(option(command(services["redis"]), "--requirepass") or "")
+    assert required.match(env(services["postgres"])["POSTGRES_PASSWORD"])
+    for key in ("AIGC_DATABASE_URL", "AIGC_BROKER_URL", "AIGC_REDIS_URL"):
+        assert ":?" in compose["x-aigc-env"][key], key
+    published = {s: svc.get("ports", []) for s, svc in services.items() if svc.get("ports")}
+    assert set(published) == {"api", "flower"}, published  # the API checks keys itself
+    assert all(str(p).startswith("127.0.0.1:") for p in published["flower"])
 
 
 def test_migrate_is_one_shot_after_postgres(services: dict[str, Any]) -> None:

@@ -53,6 +53,11 @@ class JobContext:
         return self.job.id
 
     @property
+    def tenant_id(self) -> uuid.UUID | None:
+        """Return the tenant that owns the job and all it makes (None: the system)."""
+        return self.job.tenant_id
+
+    @property
     def token(self) -> str:
         """Return the token of the claim that runs this attempt."""
         return self.job.worker_id or ""
@@ -143,10 +148,10 @@ class JobContext:
         """
         store = self._services.artifacts
         if defer:
-            row = store.write(self.job.id, kind, media_type, data, suffix)
+            row = store.write(self.job.id, kind, media_type, data, suffix, tenant_id=self.tenant_id)
             self.pending_artifacts.append(row)
         else:
-            row = store.save(self.job.id, kind, media_type, data, suffix)
+            row = store.save(self.job.id, kind, media_type, data, suffix, tenant_id=self.tenant_id)
         return {
             "id": str(row.id),
             "kind": kind,
@@ -181,6 +186,7 @@ class JobContext:
             sha256=artifact["sha256"],
             metrics=metrics,
             job_id=self.job.id,
+            tenant_id=self.tenant_id,
         )
 
     @contextmanager

@@ -27,6 +27,7 @@ class Outcome(StrEnum):
     """How one delivery of a job's message ended, as the worker saw it."""
 
     DROPPED = "dropped"  # not ours to run: finished, canceled, running, or not yet due
+    DEFERRED = "deferred"  # its tenant runs its cap of jobs: offered again shortly
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 COMMIT_WAVE_S = 1.0  # jobs of one message that finished by then are committed together
 ITEM_THREADS = 8  # threads for the items of a chunk whose job type has no chunk handler
+CAPPED_RETRY_S = 1.0  # a job whose tenant runs its cap of jobs is offered again after this
 
 Ran = dict[str, Any] | BaseException
 
@@ -48,18 +49,37 @@ def execute(
     """
     with GATE.shared():
         outcomes, claimed = _claim_and_run(job_ids, services, in_order=in_order, solo=False)
-    # A solo job is claimed only once nothing else runs here: if it kills the process, it was
-    # alone, and no neighbour (not even one waiting for its turn) dies with it.
     missed = [i for i in job_ids if i not in outcomes]
-    for job_id in services.store.queued_solo(missed) if missed else []:
-        with GATE.exclusive():
-            outcomes.update(_claim_and_run([job_id], services, in_order=in_order, solo=True)[0])
+    if missed:
+        outcomes.update(_unclaimed(missed, services, in_order=in_order))
     dropped = len(job_ids) - len(outcomes)
     if dropped:
         log.info("%d of %d jobs not claimable; messages dropped", dropped, len(job_ids))
     if chunk and claimed:
-        pacer.fill(services, claimed[0].job.batch_id, claimed[0].job.type)
+        pacer.fill(services, claimed[0].job.tenant_id)
     return [outcomes.get(i, Outcome.DROPPED) for i in job_ids]
+
+
+def _unclaimed(
+    job_ids: list[uuid.UUID], services: Services, *, in_order: bool
+) -> dict[uuid.UUID, Outcome]:
+    """Run the solo jobs among jobs the first claim left queued; defer the rest.
+
+    A solo job is claimed only once nothing else runs here: if it kills the process, it was
+    alone, and no neighbour (not even one waiting for its turn) dies with it. A job left queued
+    for any other reason has a tenant at its running cap: its message goes back to the
+    reconciler, to be published again shortly.
+    """
+    outcomes: dict[uuid.UUID, Outcome] = {}
+    left = services.store.unclaimed(job_ids)
+    for job_id, _ in [r for r in left if r.solo]:
+        with GATE.exclusive():
+            outcomes.update(_claim_and_run([job_id], services, in_order=in_order, solo=True)[0])
+    capped = [r.id for r in left if not r.solo]
+    if capped:
+        services.store.defer(capped, CAPPED_RETRY_S)
+        outcomes.update(dict.fromkeys(capped, Outcome.DEFERRED))
+    return outcomes
 
 
 def _claim_and_run(
@@ -72,6 +92,7 @@ def _claim_and_run(
         lease_s=settings.lease_s,
         time_limits=jobtypes.time_limits(settings),
         default_limit_s=settings.generate_time_limit_s,
+        running_cap=settings.tenant_max_running,
         solo=solo,
     )
     if not jobs:

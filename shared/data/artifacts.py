@@ -6,6 +6,7 @@ import hashlib
 import os
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,17 +26,31 @@ class ArtifactStore:
         self.sessions = sessions
 
     def save(
-        self, job_id: uuid.UUID | None, kind: str, media_type: str, data: bytes, suffix: str
+        self,
+        job_id: uuid.UUID | None,
+        kind: str,
+        media_type: str,
+        data: bytes,
+        suffix: str,
+        *,
+        tenant_id: uuid.UUID | None = None,
     ) -> Artifact:
-        """Write ``data`` atomically and record it; return the artifact row."""
-        row = self.write(job_id, kind, media_type, data, suffix)
+        """Write ``data`` atomically and record it as the tenant's; return the artifact row."""
+        row = self.write(job_id, kind, media_type, data, suffix, tenant_id=tenant_id)
         with self.sessions() as session:
             session.add(row)
             session.commit()
         return row
 
     def write(
-        self, job_id: uuid.UUID | None, kind: str, media_type: str, data: bytes, suffix: str
+        self,
+        job_id: uuid.UUID | None,
+        kind: str,
+        media_type: str,
+        data: bytes,
+        suffix: str,
+        *,
+        tenant_id: uuid.UUID | None = None,
     ) -> Artifact:
         """Write ``data`` atomically and return its row, not yet recorded (the caller adds it)."""
         artifact_id = uuid.uuid4()
@@ -44,6 +59,7 @@ class ArtifactStore:
         write_atomic(self.root / rel, data)
         return Artifact(
             id=artifact_id,
+            tenant_id=tenant_id,
             job_id=job_id,
             kind=kind,
             media_type=media_type,
@@ -53,11 +69,16 @@ class ArtifactStore:
             created_at=utcnow(),
         )
 
-    def get(self, artifact_id: uuid.UUID) -> tuple[Artifact, Path]:
-        """Return an artifact's row and the path of its file; NotFound if either is missing."""
+    def get(
+        self, artifact_id: uuid.UUID, visible: Callable[[Artifact], bool] | None = None
+    ) -> tuple[Artifact, Path]:
+        """Return an artifact's row and the path of its file; NotFound if either is missing.
+
+        One the caller may not see (``visible`` says no) answers as one that does not exist.
+        """
         with self.sessions() as session:
             row = session.get(Artifact, artifact_id)
-        if row is None:
+        if row is None or (visible is not None and not visible(row)):
             raise NotFound("artifact not found")
         path = self.path_of(row.uri)
         if not path.is_file():

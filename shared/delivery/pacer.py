@@ -1,15 +1,17 @@
-"""The pacer: a batch reaches the broker a few chunks at a time, as capacity frees up.
+"""The pacer: batches reach the broker a few chunks at a time, shared fairly between tenants.
 
-A batch's items wait as rows (``published_at`` NULL). ``fill`` stamps the next chunks of them,
-in submit order, and publishes them, until ``batch_window_chunks`` chunks are in flight (in the
-broker or running): the API fills a batch's window once it is stored, a worker each time it
-finishes one of the batch's chunks, and the reconciler any batch with room (after a crash, say).
-So the broker holds a bounded number of messages per batch, an interactive job never waits
-behind a whole batch, and canceling a batch is an UPDATE of its rows: there is nothing in the
+A batch's items wait as rows (``published_at`` NULL). ``fill`` stamps the next chunks of a
+tenant's oldest batch, in submit order, and publishes them, until the tenant has its window in
+flight (in the broker or running): ``batch_window_chunks`` chunks times its weight. The API
+fills a tenant's window when it stores a batch, a worker each time it finishes a chunk, and the
+reconciler every tenant with room (after a crash, say). The broker delivers the batch lane in
+order, so tenants with equal windows get equal shares of the workers, whatever the size of
+their backlogs; the broker holds a bounded number of messages; an interactive job never waits
+behind a whole batch; and canceling a batch is an UPDATE of its rows, with nothing in the
 broker to clean up.
 
-Due to publish, for the pacer as for the reconciler: queued, no message (``published_at`` NULL),
-and ``available_at`` reached; a batch item also needs room in its batch's window.
+Due to publish, for the pacer as for the reconciler: queued, no message (``published_at``
+NULL), and ``available_at`` reached; a batch item also needs room in its tenant's window.
 """
 
 from __future__ import annotations
@@ -17,61 +19,101 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 
 from shared.db import utcnow
 from shared.jobs.reads import due_now
 from shared.jobs.status import JobStatus
-from shared.tables import Batch, Job
+from shared.tables import Job, Tenant
 
 if TYPE_CHECKING:
     from shared.services import Services
 
 
-def fill(services: Services, batch_id: uuid.UUID, type_name: str) -> int:
-    """Publish a batch's next chunks until its window is full; return how many items went.
+def fill(services: Services, tenant_id: uuid.UUID | None) -> int:
+    """Publish chunks of a tenant's batches until its window is full; return items published.
 
-    The API calls it once a batch is stored, a worker each time it finishes one of the batch's
-    chunks, and the reconciler for every batch with items waiting. Each call counts what is in
-    flight under a lock on the batch's row, so calls racing each other never overfill it.
+    Calls racing each other (two workers finishing chunks) count what is in flight under a lock
+    on the tenant's row, so they never overfill the window.
     """
-    ids = _take(services, batch_id)
-    if ids:
-        services.publisher.publish_chunks(ids, type_name, stamped=True)
-    return len(ids)
-
-
-def _take(services: Services, batch_id: uuid.UUID) -> list[uuid.UUID]:
-    size = services.settings.batch_chunk_size
-    window = services.settings.batch_window_chunks * size
     with services.store.sessions.kw["bind"].begin() as conn:
-        # A write to the batch's row locks it: a PostgreSQL row lock, SQLite's write lock.
-        conn.execute(update(Batch).where(Batch.id == batch_id).values(item_count=Batch.item_count))
-        room = window - conn.scalar(_in_flight(batch_id))
-        if room <= 0:
-            return []
-        pick = (
-            select(Job.id)
-            .where(Job.batch_id == batch_id, Job.solo.is_(False), due_now())
-            .order_by(Job.batch_index)
-            .limit(-(-room // size) * size)  # whole chunks
-        )
-        rows = conn.execute(
-            update(Job)
-            .where(Job.id.in_(pick.scalar_subquery()))
-            .values(published_at=utcnow())
-            .returning(Job.id, Job.batch_index)
-        ).all()
+        chunks = _take(conn, services, tenant_id)
+    for ids, type_name in chunks:  # after the commit: a message never names an unstamped row
+        services.publisher.publish_chunks(ids, type_name, stamped=True)
+    return sum(len(ids) for ids, _ in chunks)
+
+
+def _take(
+    conn: Connection, services: Services, tenant_id: uuid.UUID | None
+) -> list[tuple[list[uuid.UUID], str]]:
+    size = services.settings.batch_chunk_size
+    weight = _lock(conn, tenant_id)
+    room = max(round(services.settings.batch_window_chunks * weight), 1) * size
+    room -= conn.scalar(_in_flight(tenant_id))
+    taken: list[tuple[list[uuid.UUID], str]] = []
+    while room > 0:
+        oldest = conn.execute(
+            select(Job.batch_id, Job.type)
+            .where(_waiting(tenant_id))
+            .order_by(Job.created_at, Job.batch_index)
+            .limit(1)
+        ).first()
+        if oldest is None:
+            break
+        ids = _stamp(conn, tenant_id, oldest.batch_id, -(-room // size) * size)
+        taken.append((ids, oldest.type))
+        room -= len(ids)
+    return taken
+
+
+def _lock(conn: Connection, tenant_id: uuid.UUID | None) -> float:
+    """Lock the tenant's row (a PostgreSQL row lock; SQLite's write lock) and return its weight."""
+    if tenant_id is None:  # the system's own batches: SQLite's write lock, or none is needed
+        return 1.0
+    weight = conn.execute(
+        update(Tenant)
+        .where(Tenant.id == tenant_id)
+        .values(weight=Tenant.weight)
+        .returning(Tenant.weight)
+    ).scalar()
+    return weight or 1.0
+
+
+def _waiting(tenant_id: uuid.UUID | None) -> Any:
+    return (
+        (Job.tenant_id == tenant_id if tenant_id else Job.tenant_id.is_(None))
+        & Job.batch_id.is_not(None)
+        & Job.solo.is_(False)
+        & due_now()
+    )
+
+
+def _stamp(
+    conn: Connection, tenant_id: uuid.UUID | None, batch_id: uuid.UUID, limit: int
+) -> list[uuid.UUID]:
+    pick = (
+        select(Job.id)
+        .where(_waiting(tenant_id), Job.batch_id == batch_id)
+        .order_by(Job.batch_index)
+        .limit(limit)
+    )
+    rows = conn.execute(
+        update(Job)
+        .where(Job.id.in_(pick.scalar_subquery()))
+        .values(published_at=utcnow())
+        .returning(Job.id, Job.batch_index)
+    ).all()
     return [r.id for r in sorted(rows, key=lambda r: r.batch_index)]
 
 
-def _in_flight(batch_id: uuid.UUID) -> Any:
-    """Return a count of the batch's items with a message out: queued and published, or running."""
+def _in_flight(tenant_id: uuid.UUID | None) -> Any:
+    """Count a tenant's batch items with a message out: queued and published, or running."""
     return (
         select(func.count())
         .select_from(Job)
         .where(
-            Job.batch_id == batch_id,
+            Job.tenant_id == tenant_id if tenant_id else Job.tenant_id.is_(None),
+            Job.batch_id.is_not(None),
             Job.published_at.is_not(None),
             Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)),
         )
@@ -79,13 +121,12 @@ def _in_flight(batch_id: uuid.UUID) -> Any:
 
 
 def top_up(services: Services) -> int:
-    """Fill the window of every batch that has items waiting; return how many items went."""
+    """Fill the window of every tenant with batch items waiting; return items published."""
     waiting = (
-        select(Job.batch_id)
+        select(Job.tenant_id)
         .where(Job.batch_id.is_not(None), Job.solo.is_(False), due_now())
         .distinct()
-        .scalar_subquery()
     )
     with services.store.sessions() as session:
-        batches = list(session.execute(select(Batch.id, Batch.type).where(Batch.id.in_(waiting))))
-    return sum(fill(services, batch_id, type_name) for batch_id, type_name in batches)
+        tenants = list(session.scalars(waiting))
+    return sum(fill(services, tenant_id) for tenant_id in tenants)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import IO, Any
 
 from pydantic import Field
@@ -19,6 +20,7 @@ from shared.jobs.status import TERMINAL, BatchStatus, JobStatus
 from shared.jobs.submit import ModelCheck, check_model_field, parse_model, validate_params
 from shared.services import Services
 from shared.tables import Batch, Job
+from shared.tenants.idempotency import Claim
 
 MAX_ITEMS = 50_000
 MAX_BYTES = 200 * 1024 * 1024
@@ -86,6 +88,7 @@ def build_rows(
                 "model": model,
                 "params": params,
                 "batch_id": batch.id,
+                "tenant_id": batch.tenant_id,
                 "batch_index": index,
                 "custom_id": item.custom_id,
                 "created_at": now,
@@ -120,13 +123,24 @@ def _item_model(
         raise
 
 
-def submit_batch(svc: Services, batch: Batch, rows: list[dict[str, Any]]) -> Batch:
+def submit_batch(
+    svc: Services, batch: Batch, rows: list[dict[str, Any]], *, claim: Claim | None = None
+) -> Batch:
     """Insert the batch and its jobs in one transaction, then release its first chunks."""
     from shared.delivery import pacer  # delivery builds on jobs, not the other way round
 
-    svc.store.create_batch(batch, rows)
-    pacer.fill(svc, batch.id, batch.type)
+    svc.store.create_batch(batch, rows, claim=claim)
+    pacer.fill(svc, batch.tenant_id)
     return batch
+
+
+def batch_owner(svc: Services, batch_id: uuid.UUID) -> uuid.UUID | None:
+    """Return the tenant of a batch; NotFound if there is no such batch."""
+    with svc.store.sessions() as session:
+        batch = session.get(Batch, batch_id)
+    if batch is None:
+        raise NotFound("batch not found")
+    return batch.tenant_id
 
 
 def batch_status(svc: Services, batch_id: uuid.UUID) -> dict[str, Any]:
@@ -143,8 +157,16 @@ def batch_status(svc: Services, batch_id: uuid.UUID) -> dict[str, Any]:
             ).all()
         )
         last = session.scalar(select(func.max(Job.finished_at)).where(Job.batch_id == batch_id))
+    return batch_view(batch, counts, last)
+
+
+def batch_view(
+    batch: Batch, counts: dict[str, int], last_finished: datetime | None
+) -> dict[str, Any]:
+    """Return the client view of a batch from its items' counts by status."""
     counts = {s.value: int(counts.get(s.value, 0)) for s in JobStatus}
     done = sum(counts[s] for s in TERMINAL)
+    last = last_finished
     return {
         "id": str(batch.id),
         "type": batch.type,

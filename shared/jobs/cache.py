@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 EVENTS_PREFIX = "aigc:events:"
 CANCEL_CHANNEL = "aigc:cancel"
-MODELS_CHANNEL = "aigc:models"
+# What changed where every process caches it: "models" (a new version) or "keys" (a revocation).
+CHANGES_CHANNEL = "aigc:changes"
 # A snapshot of a job that may still change lives this long at most (seconds).
 LIVE_TTL_S = 60
 MAX_DIRTY = 100_000
@@ -86,12 +87,12 @@ class StatusCache:
             return None
         return json.loads(raw) if raw else None
 
-    def announce_models(self) -> None:
-        """Tell every process that a model has a new version (their registry caches go stale)."""
+    def announce_change(self, what: str) -> None:
+        """Tell every process that cached ``what`` ("models", "keys") has gone stale."""
         try:
-            self.redis.publish(MODELS_CHANNEL, "changed")
+            self.redis.publish(CHANGES_CHANNEL, what)
         except redis.RedisError as exc:
-            log.warning("model announcement failed: %s", exc)  # caches expire on their own
+            log.warning("announcement of %s failed: %s", what, exc)  # caches expire on their own
 
     def announce_cancel(self, ids: Iterable[str]) -> None:
         """Tell workers at once that these jobs (or batches) were asked to stop."""

@@ -67,10 +67,21 @@ class JobReads:
             return {str(job_id): version for job_id, version in rows}
 
     def page(
-        self, *, status: str | None, type_: str | None, limit: int, cursor: str | None
+        self,
+        *,
+        tenant_id: uuid.UUID | None,
+        status: str | None,
+        type_: str | None,
+        limit: int,
+        cursor: str | None,
     ) -> tuple[list[Job], str | None]:
-        """Return one page of jobs, newest first, and the cursor of the next page."""
-        stmt = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+        """Return one page of a tenant's jobs, newest first, and the cursor of the next page."""
+        stmt = (
+            select(Job)
+            .where(Job.tenant_id == tenant_id)
+            .order_by(Job.created_at.desc(), Job.id.desc())
+            .limit(limit + 1)
+        )
         if status:
             stmt = stmt.where(Job.status == status)
         if type_:
@@ -86,13 +97,16 @@ class JobReads:
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
         return page, next_cursor
 
-    def queued_solo(self, job_ids: list[uuid.UUID]) -> list[uuid.UUID]:
-        """Return which of these jobs are queued and must run alone."""
-        stmt = select(Job.id).where(
-            Job.id.in_(job_ids), Job.status == JobStatus.QUEUED, Job.solo.is_(True)
+    def unclaimed(self, job_ids: list[uuid.UUID]) -> list[Any]:
+        """Return (id, solo) of the jobs among these that a claim left queued though due."""
+        stmt = select(Job.id, Job.solo).where(
+            Job.id.in_(job_ids),
+            Job.status == JobStatus.QUEUED,
+            Job.cancel_requested.is_(False),
+            or_(Job.available_at.is_(None), Job.available_at <= utcnow()),
         )
         with self.sessions() as session:
-            return list(session.scalars(stmt))
+            return list(session.execute(stmt))
 
     # -- what the reconciler works on ------------------------------------------------------
     def due_unpublished(self, limit: int = 1000) -> list[Job]:

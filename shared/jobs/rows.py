@@ -11,13 +11,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, literal, update
+from sqlalchemy import case, func, literal, select, update
 
 from shared.db import utcnow
 from shared.jobs.status import JobStatus
-from shared.tables import Job
+from shared.tables import Job, Tenant
 
 JOBS = Job.__table__
+_PEER = JOBS.alias("peer")
 
 
 def claim_statement(
@@ -28,8 +29,15 @@ def claim_statement(
     time_limits: Mapping[str, float],
     default_limit_s: float,
     solo: bool,
+    running_cap: int,
 ) -> Any:
-    """Return the claim's UPDATE (by primary key), as ``JobStore.claim`` runs it."""
+    """Return the claim's UPDATE (by primary key), as ``JobStore.claim`` runs it.
+
+    An interactive job whose tenant already runs its cap of interactive jobs
+    (``tenants.max_running``, else ``running_cap``) is left queued. Batch items are not held by
+    it: the pacer's window bounds what a tenant's batches run, and a tenant's own bulk must never
+    hold up its interactive work.
+    """
     now = utcnow()
     deadline: Any = literal(now + timedelta(seconds=default_limit_s))
     if time_limits:
@@ -47,6 +55,11 @@ def claim_statement(
             Job.solo.is_(solo),
         )
         .where((Job.available_at.is_(None)) | (Job.available_at <= now))
+        .where(
+            Job.tenant_id.is_(None)
+            | Job.batch_id.is_not(None)
+            | (_running() < _running_cap(running_cap))
+        )
         .values(
             status=JobStatus.RUNNING,
             attempts=Job.attempts + 1,
@@ -67,11 +80,11 @@ def row_values(obj: Any) -> dict[str, Any]:
     return {c.name: getattr(obj, c.key) for c in table.columns if getattr(obj, c.key) is not None}
 
 
-def queued_row(job: Job, now: datetime) -> dict[str, Any]:
+def new_row(job: Job, now: datetime | None = None) -> dict[str, Any]:
     """Fill a new job's defaults on the object (the API answers with it) and return its row."""
     job.id = job.id or uuid.uuid4()
     job.status = JobStatus.QUEUED
-    job.created_at = job.created_at or now
+    job.created_at = job.created_at or now or utcnow()
     # Published right after the insert commits; a failed publish clears it, and the hot path
     # saves a second UPDATE.
     job.published_at = job.created_at
@@ -81,3 +94,23 @@ def queued_row(job: Job, now: datetime) -> dict[str, Any]:
     job.cancel_requested = bool(job.cancel_requested)
     job.solo = bool(job.solo)
     return row_values(job)
+
+
+def _running() -> Any:
+    """Return how many interactive jobs the claimed row's tenant runs now."""
+    return (
+        select(func.count())
+        .select_from(_PEER)
+        .where(
+            _PEER.c.tenant_id == JOBS.c.tenant_id,
+            _PEER.c.status == JobStatus.RUNNING,
+            _PEER.c.batch_id.is_(None),
+        )
+        .scalar_subquery()
+    )
+
+
+def _running_cap(default: int) -> Any:
+    """Return the claimed row's tenant's cap on running jobs."""
+    own = select(Tenant.max_running).where(Tenant.id == JOBS.c.tenant_id).scalar_subquery()
+    return func.coalesce(own, default)

@@ -57,6 +57,7 @@ class JobPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
+    tenant_id: uuid.UUID | None = Field(None, description="The owner; None for system jobs.")
     type: str
     model: str | None
     params: dict[str, Any]
@@ -108,6 +109,15 @@ class JobsQuery(Strict):
     type: str | None = Field(None, max_length=64)
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = Field(None, max_length=200)
+
+
+class ModelUpdate(Strict):
+    """Body of ``PATCH /v1/models/{name}`` (admin scope)."""
+
+    shared: bool = Field(
+        description="True publishes the model to every tenant, read-only; false makes it "
+        "private to its owner again."
+    )
 
 
 class ArtifactPublic(BaseModel):

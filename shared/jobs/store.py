@@ -30,9 +30,10 @@ from shared.jobs.attempts import (
     with_entry,
 )
 from shared.jobs.reads import JobReads, snapshot
-from shared.jobs.rows import JOBS, claim_statement, queued_row, row_values
+from shared.jobs.rows import JOBS, claim_statement, new_row, row_values
 from shared.jobs.status import JobStatus
 from shared.tables import Artifact, Batch, Job, JsonType
+from shared.tenants.idempotency import Claim
 
 
 class JobStore(JobReads):
@@ -59,23 +60,40 @@ class JobStore(JobReads):
             self.cache.put_many(snapshot(job) for job in jobs if job.batch_id is None)
 
     # -- creating --------------------------------------------------------------------------
-    def create(self, jobs: Sequence[Job]) -> list[Job]:
-        """Insert queued jobs (one statement, committed) before anything is published."""
-        rows = [queued_row(job, utcnow()) for job in jobs]
+    def create(self, jobs: Sequence[Job], *, claim: Claim | None = None) -> list[Job]:
+        """Insert queued jobs, committed before anything is published.
+
+        With an idempotency ``claim``, its response is stored in the same transaction, so of two
+        requests with one key only one creates anything (the other gets AlreadyStored).
+        """
+        now = utcnow()
+        rows = [new_row(job, now) for job in jobs]
         try:
-            with self.autocommit.connect() as conn:
-                conn.execute(insert(JOBS), rows)
+            if claim is None:
+                with self.autocommit.connect() as conn:  # one statement: its own transaction
+                    conn.execute(insert(JOBS), rows)
+            else:
+                with self.sessions.kw["bind"].begin() as conn:
+                    claim.store(conn)
+                    conn.execute(insert(JOBS), rows)
         except OperationalError as exc:
             raise StoreUnavailable("the job store is unavailable") from exc
         self._snapshot(*jobs)
         return list(jobs)
 
-    def create_batch(self, batch: Batch, rows: list[dict[str, Any]]) -> None:
-        """Insert a batch and all its queued jobs in one transaction (a bulk INSERT)."""
+    def create_batch(
+        self, batch: Batch, rows: list[dict[str, Any]], *, claim: Claim | None = None
+    ) -> None:
+        """Insert a batch and all its queued jobs in one transaction (a bulk INSERT).
+
+        An idempotency ``claim`` is stored in the same transaction (AlreadyStored if taken).
+        """
         for row in rows:
             row["status"] = JobStatus.QUEUED
         try:
             with self.sessions() as session:
+                if claim is not None:
+                    claim.store(session.connection())
                 session.add(batch)
                 session.flush()
                 session.execute(insert(Job), rows)
@@ -106,6 +124,7 @@ class JobStore(JobReads):
         lease_s: float,
         time_limits: Mapping[str, float],
         default_limit_s: float,
+        running_cap: int,
         solo: bool = False,
     ) -> list[Row]:
         """Move queued jobs to ``running`` under one new lease and a deadline per job type.
@@ -123,12 +142,27 @@ class JobStore(JobReads):
             time_limits=time_limits,
             default_limit_s=default_limit_s,
             solo=solo,
+            running_cap=running_cap,
         )
         with self.autocommit.connect() as conn:  # one statement: its own transaction
             jobs = conn.execute(stmt).all()
         self._snapshot(*jobs)
         order = {job_id: i for i, job_id in enumerate(job_ids)}
         return sorted(jobs, key=lambda j: order[j.id])
+
+    def defer(self, job_ids: Sequence[uuid.UUID], delay_s: float) -> None:
+        """Take back the messages of queued jobs not claimed for now (their tenant is at its cap).
+
+        The reconciler publishes them again once ``delay_s`` has passed.
+        """
+        later = utcnow() + timedelta(seconds=delay_s)
+        with self.autocommit.connect() as conn:
+            conn.execute(
+                update(JOBS)
+                .where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED)
+                .where(Job.available_at.is_(None) | (Job.available_at < later))
+                .values(published_at=None, available_at=later)
+            )
 
     def renew(self, tokens: Sequence[str], lease_s: float) -> dict[uuid.UUID, bool]:
         """Extend the leases of running jobs these claims own, until each job's deadline.

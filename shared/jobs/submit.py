@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,7 +15,9 @@ from shared.errors import FieldErrors, InputError
 from shared.jobs import jobtypes
 from shared.jobs.schemas import JobCreate
 from shared.services import Services
-from shared.tables import Job
+from shared.tables import Dataset, Job
+from shared.tenants.idempotency import Claim
+from shared.tenants.keys import Principal
 
 # Checks a job's `model` field (and params that depend on the model) against the registry.
 ModelCheck = Callable[[jobtypes.JobType, str, dict[str, Any]], str]
@@ -90,8 +93,45 @@ def check_model_field(
     return check_model(job_type, model, params) if check_model and model else model
 
 
-def submit(services: Services, jobs: Sequence[Job]) -> list[Job]:
-    """Commit jobs, then publish them; a failed publish is left to the reconciler."""
-    saved = services.store.create(jobs)
+def submit(services: Services, jobs: Sequence[Job], *, claim: Claim | None = None) -> list[Job]:
+    """Commit jobs (with an idempotent response to keep), then publish them.
+
+    A failed publish is left to the reconciler.
+    """
+    saved = services.store.create(jobs, claim=claim)
     services.publisher.publish(saved, stamped=True)
     return saved
+
+
+def submission_check(services: Services, who: Principal) -> ModelCheck:
+    """Return the check ``build_job`` applies to a tenant's job: its model and its dataset.
+
+    A model or dataset the tenant may not read answers as one that does not exist; a training
+    job may add versions only to the tenant's own model.
+    """
+    registry = services.registry
+
+    def check(job_type: jobtypes.JobType, model: str, params: dict[str, Any]) -> str:
+        if params.get("dataset_id"):
+            check_dataset(services, who, params["dataset_id"], job_type.model_kind)
+        if job_type.model == "target":
+            return registry.check_target(model, job_type.model_kind, who.tenant_id)
+        resolved = registry.resolve(model, job_type.model_kind, who)
+        tokenizer = registry.tokenizer(resolved)
+        if "prompt" in params and tokenizer and not tokenizer.encode(params["prompt"]):
+            raise InputError(
+                "the prompt has no tokens for this model's tokenizer", field="params.prompt"
+            )
+        return resolved.ref
+
+    return check
+
+
+def check_dataset(services: Services, who: Principal, dataset_id: str, kind: str | None) -> None:
+    """Raise InputError unless the dataset exists, the tenant may read it, and its kind fits."""
+    with services.store.sessions() as session:
+        row = session.get(Dataset, uuid.UUID(str(dataset_id)))
+    if row is None or not who.sees(row.tenant_id):
+        raise InputError("dataset not found", field="params.dataset_id")
+    if kind and row.kind != kind:
+        raise InputError(f"dataset is {row.kind}, not {kind}", field="params.dataset_id")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ops.launcher import free_port
-from tests.support import Api, settings_env
+from tests.support import Api, settings_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +45,22 @@ def test_aigc_up_runs_a_job_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
                 timeout=120,
             )
 
+        # The first start made a local admin key, printed it once, and left it for the CLI.
+        key_file = tmp_path / "var" / "admin.key"
+        key = key_file.read_text().strip()
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert log.read_text().count(key) == 1
+        assert Api(f"http://127.0.0.1:{port}").get("/v1/jobs").status_code == 401
+        assert Api(f"http://127.0.0.1:{port}", key).get("/v1/jobs").status_code == 200
+        created = run("keys", "create", "--tenant", "team-b", "-s", "jobs:read")
+        assert created.returncode == 0, created.stderr
+        team_b = Api(f"http://127.0.0.1:{port}", created.stdout.strip())
+        assert team_b.get("/v1/jobs").status_code == 200
+        listed = run("keys", "list")
+        assert "team-b" in listed.stdout and created.stdout.strip() not in listed.stdout
+        key_id = next(line.split()[0] for line in listed.stdout.splitlines() if "team-b" in line)
+        assert run("keys", "revoke", key_id).returncode == 0
+        wait_for(lambda: team_b.get("/v1/jobs").status_code == 401, 30, 0.2, "the revoke")
         submitted = run("submit", "test.sleep", "-p", "seconds=0.2", "-p", "steps=2")
         assert submitted.returncode == 0, submitted.stderr
         job_id = submitted.stdout.strip()

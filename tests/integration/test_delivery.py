@@ -60,7 +60,14 @@ def test_the_same_message_twice_runs_the_job_once(stack: Stack) -> None:
 
 def test_a_committed_job_whose_message_was_lost_is_run_by_the_reconciler(stack: Stack) -> None:
     (job,) = stack.services.store.create(
-        [Job(type="test.sleep", params={"seconds": 0.1}, max_attempts=3)]
+        [
+            Job(
+                type="test.sleep",
+                params={"seconds": 0.1},
+                max_attempts=3,
+                tenant_id=stack.api.tenant_id,
+            )
+        ]
     )
     # Nothing was published: only the reconciler can find this job.
     done = stack.api.wait(str(job.id), timeout_s=30)

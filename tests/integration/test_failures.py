@@ -21,7 +21,11 @@ def test_unreachable_database_gets_503_with_retry_after(tmp_path) -> None:
         artifact_dir=tmp_path / "artifacts",
     )
     client = create_app(settings).test_client()
-    resp = client.post("/v1/jobs", json={"type": "image.generate", "model": "m", "params": {}})
+    resp = client.post(
+        "/v1/jobs",
+        json={"type": "image.generate", "model": "m", "params": {}},
+        headers={"Authorization": "Bearer aigc_checked-against-the-database"},
+    )
     assert resp.status_code == 503
     assert resp.headers["Content-Type"] == "application/problem+json"
     assert int(resp.headers["Retry-After"]) > 0
@@ -37,7 +41,9 @@ def test_a_failed_publish_still_accepts_and_the_reconciler_delivers(
         update={"broker_url": "redis://127.0.0.1:1/0", "publish_timeout_s": 0.5}
     )
     client = create_app(broken).test_client()
-    resp = client.post("/v1/jobs", json={"type": "test.sleep", "params": {"seconds": 0}})
+    resp = client.post(
+        "/v1/jobs", json={"type": "test.sleep", "params": {"seconds": 0}}, headers=stack.api.auth
+    )
     assert resp.status_code == 202, resp.get_data(as_text=True)
     job_id = resp.json["id"]
     row = stack.services.store.get(uuid.UUID(job_id))

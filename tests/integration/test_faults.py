@@ -88,7 +88,8 @@ def test_a_lost_message_is_republished_while_the_queue_stays_busy(stack: Stack) 
     feeder.start()
     try:
         wait_for(lambda: len(stream) >= 30, 30, what="a busy queue")
-        (lost,) = stack.services.store.create([Job(type="test.sleep", params={}, max_attempts=3)])
+        job = Job(type="test.sleep", params={}, max_attempts=3, tenant_id=stack.api.tenant_id)
+        (lost,) = stack.services.store.create([job])
         done = stack.api.wait(str(lost.id), timeout_s=120)
     finally:
         stop.set()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from shared.tenants.keys import ADMIN
 from tests.conftest import Stack
 from tests.support import wait_for
 
@@ -63,6 +64,29 @@ def test_text_model_trains_registers_and_generates(stack: Stack, text_model: str
     assert _generate_text(stack, "tiny-text:1", seed=7)["text"] == first["text"]
     others = {_generate_text(stack, "tiny-text", seed=s)["text"] for s in (1, 2, 3)}
     assert len(others | {first["text"]}) > 1
+
+
+def test_another_tenant_cannot_hijack_a_model(stack: Stack, text_model: str) -> None:
+    """B can neither use nor train into A's model; once published, B may use it, still not train."""
+    b, admin = stack.client("hijacker"), stack.client("operator", [ADMIN])
+    params = {"prompt": "The ", "max_tokens": 8}
+    unknown = b.submit("text.generate", params, model="tiny-text", expect=422)
+    assert unknown["errors"][0]["field"] == "model"
+    artifact = stack.api.get("/v1/models/tiny-text").json()["versions"][0]["artifact_url"]
+    assert b.get(artifact).status_code == 404
+    refused = b.submit("text.train", TINY_TEXT, model="tiny-text", expect=409)
+    assert refused["errors"][0]["field"] == "model"
+    published = admin.patch("/v1/models/tiny-text", json={"shared": True})
+    assert published.status_code == 200 and published.json()["shared"] is True
+    done = b.wait(b.submit("text.generate", params, model="tiny-text")["id"], 120)
+    assert done["status"] == "succeeded" and done["result"]["model"] == text_model
+    assert b.get(artifact).status_code == 200
+    b.submit("text.train", TINY_TEXT, model="tiny-text", expect=409)
+    assert admin.patch("/v1/models/tiny-text", json={"shared": False}).status_code == 200
+    # The owner's generation runs on the owner's one version throughout.
+    assert _generate_text(stack, "tiny-text", seed=7)["model"] == text_model
+    assert stack.api.get("/v1/models/tiny-text").json()["latest_version"] == 1
+    assert b.get(artifact).status_code == 404
 
 
 def test_generation_requests_are_validated_against_the_registry(

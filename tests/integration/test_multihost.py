@@ -39,7 +39,7 @@ from shared.tables import Artifact, Job
 from tests.conftest import TEST_SETTINGS, need
 from tests.netns import Host, Network, namespaces_unavailable
 from tests.services import PrivatePostgres, PrivateRedis, missing_servers, stack_values
-from tests.support import ROOT, Api, settings_env, wait_for
+from tests.support import ROOT, Api, settings_env, tenant_api, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -108,9 +108,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for child in supervisor.children.values():
             child.wait_ready()
         thread = supervisor.run_in_thread(stop)
-        api = Api(f"http://{settings.api_host}:{settings.api_port}")
+        services = build_services(settings)
+        api = tenant_api(services, f"http://{settings.api_host}:{settings.api_port}", "tenant-a")
         api.wait_ready()
-        yield Cluster(net, redis, pg, supervisor, build_services(settings), api)
+        yield Cluster(net, redis, pg, supervisor, services, api)
         stop.set()
         thread.join(60)
     finally:

@@ -134,7 +134,9 @@ def test_hundreds_of_long_polls_leave_the_api_responsive(stack: Stack, tmp_path:
         returned: list[float] = []
 
         def poll(_: int) -> str:
-            body = requests.get(url, params={"wait_s": 50}, timeout=120).json()
+            body = requests.get(
+                url, params={"wait_s": 50}, headers=stack.api.auth, timeout=120
+            ).json()
             returned.append(time.monotonic())
             return body["status"]
 

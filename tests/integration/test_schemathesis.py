@@ -44,13 +44,15 @@ def test_no_request_gets_a_server_error(stack: Stack) -> None:
             failure
             for operation in operations
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-            for failure in _fuzz(operation, mode)
+            for failure in _fuzz(operation, mode, stack.api.auth)
         ]
     assert not failures, "\n\n".join(failures)
 
 
-def _fuzz(operation: schemathesis.APIOperation, mode: GenerationMode) -> list[str]:
-    """Send generated requests to one operation; return a report of each failed check."""
+def _fuzz(
+    operation: schemathesis.APIOperation, mode: GenerationMode, headers: dict[str, str]
+) -> list[str]:
+    """Send generated requests, with a tenant's key, to one operation; report failed checks."""
     failures: list[str] = []
 
     @settings(
@@ -64,7 +66,7 @@ def _fuzz(operation: schemathesis.APIOperation, mode: GenerationMode) -> list[st
     def run(case: schemathesis.Case) -> None:
         _cap_wait(case)
         try:
-            case.call_and_validate(checks=CHECKS)
+            case.call_and_validate(headers=headers, checks=CHECKS)
         except FailureGroup as exc:
             failures.append(f"{operation.label} ({mode.value}): {exc}")
 

@@ -25,31 +25,11 @@ from shared.jobs.rows import claim_statement
 from shared.jobs.status import JobStatus
 from shared.services import Services, build_services
 from shared.tables import Job
+from shared.tenants.accounts import get_tenant
 from tests.conftest import _check_postgres, _check_redis, need
 from tests.support import CACHE_DB, REDIS_HOST, REDIS_PORT, scratch_database
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["postgres", "embedded"])
-def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
-    """A store on an empty database of each kind, with the filesystem broker."""
-    if request.param == "postgres":
-        need("PostgreSQL", _check_postgres())
-        url = scratch_database("store")
-    else:
-        url = f"sqlite:///{tmp_path}/store.sqlite3"
-    settings = Settings(
-        database_url=url,
-        broker_url="filesystem://",
-        broker_dir=tmp_path / "broker",
-        artifact_dir=tmp_path / "artifacts",
-        plugins=["tests.fixtures.jobtypes"],
-    )
-    migrate.upgrade(settings)
-    services = build_services(settings)
-    yield services
-    services.close()
 
 
 def _new(svc: Services, n: int = 1) -> list[Job]:
@@ -57,7 +37,14 @@ def _new(svc: Services, n: int = 1) -> list[Job]:
 
 
 def _claim(svc: Services, job: Job, token: str, limit_s: float = 600) -> list[Job]:
-    return svc.store.claim([job.id], token, lease_s=30, time_limits={}, default_limit_s=limit_s)
+    return svc.store.claim(
+        [job.id],
+        token,
+        lease_s=30,
+        time_limits={},
+        default_limit_s=limit_s,
+        running_cap=svc.settings.tenant_max_running,
+    )
 
 
 def _expire_leases(svc: Services, *jobs: Job) -> None:
@@ -166,6 +153,10 @@ def _plan_nodes(plan: dict) -> Iterator[dict]:
 
 
 def test_the_claim_finds_its_jobs_by_primary_key_in_a_long_queue(tmp_path: Path) -> None:
+    """The claim reads its jobs by primary key, and its tenant's running count by its index.
+
+    It never walks the status index or the table, whose size grows with the queue.
+    """
     need("PostgreSQL", _check_postgres())
     settings = Settings(
         database_url=scratch_database("claimplan"),
@@ -175,9 +166,11 @@ def test_the_claim_finds_its_jobs_by_primary_key_in_a_long_queue(tmp_path: Path)
     )
     migrate.upgrade(settings)
     services = build_services(settings)
+    tenant = get_tenant(services.store.sessions, name="busy", create=True)
     rows = [
         {
             "id": uuid.uuid4(),
+            "tenant_id": tenant.id,
             "type": "test.sleep",
             "params": {},
             "status": "queued",
@@ -201,6 +194,7 @@ def test_the_claim_finds_its_jobs_by_primary_key_in_a_long_queue(tmp_path: Path)
         time_limits={"test.sleep": 60},
         default_limit_s=600,
         solo=False,
+        running_cap=256,
     )
     compiled = stmt.compile(
         dialect=services.engine.dialect, compile_kwargs={"render_postcompile": True}
@@ -209,6 +203,9 @@ def test_the_claim_finds_its_jobs_by_primary_key_in_a_long_queue(tmp_path: Path)
         (plan,) = conn.exec_driver_sql(
             f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params
         ).scalar()
-    indexes = {n.get("Index Name") for n in _plan_nodes(plan["Plan"])} - {None}
+    nodes = list(_plan_nodes(plan["Plan"]))
+    indexes = {n.get("Index Name") for n in nodes} - {None}
+    scanned = {n.get("Relation Name") for n in nodes if n["Node Type"] == "Seq Scan"}
     services.close()
-    assert indexes == {"jobs_pkey"}, plan
+    assert indexes <= {"jobs_pkey", "ix_jobs_tenant_status", "tenants_pkey"}, plan
+    assert "jobs_pkey" in indexes and "jobs" not in scanned, plan

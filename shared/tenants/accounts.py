@@ -1,0 +1,92 @@
+"""Tenants: their names, weights (shares of the workers) and caps, read and set by operators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.errors import InputError, NotFound
+from shared.tables import Tenant
+
+NAME_MAX = 64
+
+
+def get_tenant(sessions: sessionmaker[Session], *, name: str, create: bool = False) -> Tenant:
+    """Return the tenant called ``name``, creating it if asked; NotFound otherwise."""
+    if not name or len(name) > NAME_MAX or not name.isprintable():
+        raise InputError(f"a tenant name is 1 to {NAME_MAX} printable characters", field="tenant")
+    with sessions() as session:
+        tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+        if tenant is None and create:
+            tenant = Tenant(name=name, weight=1.0)
+            session.add(tenant)
+            session.commit()
+    if tenant is None:
+        raise NotFound(f"tenant {name!r} not found")
+    return tenant
+
+
+def update_tenant(
+    sessions: sessionmaker[Session],
+    *,
+    name: str,
+    weight: float | None = None,
+    max_running: int | None = None,
+    max_queued: int | None = None,
+    rate_limit: str | None = None,
+) -> Tenant:
+    """Set a tenant's weight, caps or rate limit ("0" or "" clears one back to the default)."""
+    if weight is not None and not 0 < weight <= 1000:
+        raise InputError("a weight is above 0 and at most 1000", field="weight")
+    if rate_limit:
+        check_rate_limit(rate_limit, "rate_limit")
+    for field, value in (("max_running", max_running), ("max_queued", max_queued)):
+        if value is not None and value < 0:
+            raise InputError(f"{field} is 0 (the default) or more", field=field)
+    tenant = get_tenant(sessions, name=name)
+    with sessions() as session:
+        row = session.get(Tenant, tenant.id)
+        assert row is not None
+        if weight is not None:
+            row.weight = weight
+        if max_running is not None:
+            row.max_running = max_running or None
+        if max_queued is not None:
+            row.max_queued = max_queued or None
+        if rate_limit is not None:
+            row.rate_limit = rate_limit if rate_limit not in ("", "0") else None
+        session.commit()
+        return row
+
+
+def list_tenants(sessions: sessionmaker[Session]) -> list[dict[str, Any]]:
+    """Return every tenant with its weight and caps (None: the setting's default)."""
+    with sessions() as session:
+        rows = session.scalars(select(Tenant).order_by(Tenant.name))
+        return [
+            {
+                "id": str(t.id),
+                "name": t.name,
+                "weight": t.weight,
+                "max_running": t.max_running,
+                "max_queued": t.max_queued,
+                "rate_limit": t.rate_limit,
+                "created_at": t.created_at.isoformat(),
+            }
+            for t in rows
+        ]
+
+
+def check_rate_limit(value: str, field: str) -> str:
+    """Return a rate limit in flask-limiter's syntax ("200/second;5000/minute"), or raise."""
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise InputError(
+            f"{value!r} is not a rate limit such as '200/second;5000/minute'", field=field
+        ) from None
+    return value

@@ -1,0 +1,56 @@
+"""A tenant's caps: queued jobs (checked at submit) and running jobs (checked at claim).
+
+The queued count is read at most once a second per process: a cap is a guard against one
+tenant flooding the fleet, and checking it must not cost a count of its backlog per request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+
+from shared.errors import TooManyRequests
+from shared.jobs.status import JobStatus
+from shared.tables import Job, Tenant
+
+if TYPE_CHECKING:
+    from shared.services import Services
+
+FRESH_S = 1.0  # how old a cached count or limit may be
+RETRY_AFTER_S = 5
+
+_counts: dict[uuid.UUID, tuple[int, int, float]] = {}  # tenant -> (queued, cap, read at)
+_lock = threading.Lock()
+
+
+def check_queued_cap(services: Services, tenant_id: uuid.UUID, adding: int) -> None:
+    """Raise TooManyRequests if ``adding`` more jobs would put the tenant past its queued cap."""
+    now = time.monotonic()
+    with _lock:
+        cached = _counts.get(tenant_id)
+    if cached is None or now - cached[2] > FRESH_S:
+        cached = (*_read(services, tenant_id), now)
+    queued, cap, read_at = cached
+    if queued + adding > cap:
+        raise TooManyRequests(
+            f"the tenant has {queued} jobs queued; its cap is {cap}",
+            retry_after_s=RETRY_AFTER_S,
+            limit=cap,
+        )
+    with _lock:  # count this submission until the next read
+        _counts[tenant_id] = (queued + adding, cap, read_at)
+
+
+def _read(services: Services, tenant_id: uuid.UUID) -> tuple[int, int]:
+    with services.store.sessions() as session:
+        queued = session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.tenant_id == tenant_id, Job.status == JobStatus.QUEUED)
+        )
+        cap = session.scalar(select(Tenant.max_queued).where(Tenant.id == tenant_id))
+    return int(queued or 0), cap or services.settings.tenant_max_queued
