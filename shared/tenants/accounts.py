@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.errors import InputError, NotFound
@@ -22,7 +23,11 @@ def get_tenant(sessions: sessionmaker[Session], *, name: str, create: bool = Fal
         if tenant is None and create:
             tenant = Tenant(name=name, weight=1.0)
             session.add(tenant)
-            session.commit()
+            try:
+                session.commit()
+            except IntegrityError:  # another request created it first: theirs is the one
+                session.rollback()
+                tenant = session.scalar(select(Tenant).where(Tenant.name == name))
     if tenant is None:
         raise NotFound(f"tenant {name!r} not found")
     return tenant

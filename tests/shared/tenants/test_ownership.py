@@ -6,7 +6,9 @@ by another tenant, publishing and unpublishing, a key's whole life, an expired r
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -115,3 +117,18 @@ def test_an_idempotency_key_is_kept_once_until_it_expires(svc: Services) -> None
     with svc.engine.begin() as conn:
         claim.answer(202, {"id": "3"}, {}).store(conn)
     assert lookup(svc, claim).body == {"id": "3"}
+
+
+def test_requests_racing_to_create_a_tenant_all_get_the_one_row(svc: Services) -> None:
+    # The first requests to an API with auth off all create the local tenant at once.
+    start = threading.Barrier(8)
+
+    def create(_: int) -> uuid.UUID:
+        start.wait()
+        return get_tenant(svc.store.sessions, name="racing", create=True).id
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(create, range(8)))
+    assert len(ids) == 1
+    with svc.store.sessions() as session:
+        assert session.scalar(select(func.count()).where(Tenant.name == "racing")) == 1
