@@ -13,17 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
-from bench.stack import (
-    env_for,
-    free_port,
-    fresh_database,
-    settings_values,
-    start_api,
-    start_reconciler,
-    start_worker,
-)
+from bench.context import client_for
+from bench.e2e import Client
+from bench.stack import Stack, fresh_database, migrated_services, settings_values
 from shared.jobs.status import BATCH_TERMINAL
 
 
@@ -35,30 +27,24 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="aigc-batch50k-"))
     fresh_database()
     values = settings_values(workdir)
-    from shared import migrate
-    from shared.config import Settings
-
-    migrate.upgrade(Settings(**{**values, "plugins": [values["plugins"]]}))
-    port = free_port()
-    env = env_for(values)
-    procs = [
-        start_api(env, workdir, port),
-        start_worker(env, workdir, "w", "threads", 64),
-        start_reconciler(env, workdir),
-    ]
-    base = f"http://127.0.0.1:{port}"
+    svc = migrated_services(values)
+    stack = Stack(workdir, values)
     try:
-        print(json.dumps(run(base, args.items), indent=2))
+        stack.start_api()
+        stack.start_generate()
+        stack.start_reconciler()
+        print(json.dumps(run(client_for(svc, stack.base_url, "bench"), args.items), indent=2))
     finally:
-        for proc in procs:
-            proc.stop()
+        stack.close()
+        svc.close()
 
 
-def run(base: str, items: int) -> dict[str, object]:
+def run(client: Client, items: int) -> dict[str, object]:
     """Submit, wait and stream one batch of ``items`` bench.noop jobs."""
     body = "".join(json.dumps({"custom_id": f"c{i}", "params": {}}) + "\n" for i in range(items))
     started = time.perf_counter()
-    resp = requests.post(
+    base, http = client.base, client.http
+    resp = http.post(
         f"{base}/v1/batches",
         data={"type": "bench.noop"},
         files={"file": ("items.jsonl", io.BytesIO(body.encode()))},
@@ -67,13 +53,13 @@ def run(base: str, items: int) -> dict[str, object]:
     resp.raise_for_status()
     accepted_s = time.perf_counter() - started
     batch_id = resp.json()["id"]
-    while (status := requests.get(f"{base}/v1/batches/{batch_id}", timeout=30).json())[
+    while (status := http.get(f"{base}/v1/batches/{batch_id}", timeout=30).json())[
         "status"
     ] not in BATCH_TERMINAL:
         time.sleep(2)
     ran_s = time.perf_counter() - started
     count, in_order = 0, True
-    with requests.get(f"{base}/v1/batches/{batch_id}/results", stream=True, timeout=600) as r:
+    with http.get(f"{base}/v1/batches/{batch_id}/results", stream=True, timeout=600) as r:
         for line in r.iter_lines():
             if line:
                 in_order &= json.loads(line)["custom_id"] == f"c{count}"

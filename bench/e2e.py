@@ -1,13 +1,15 @@
-"""End-to-end measures over the real stack, each beside its baseline from the same run."""
+"""End-to-end measures over the real stack, and the bare baselines they are compared with."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -16,23 +18,30 @@ from sqlalchemy import create_engine, text
 from bench.stack import PG_URL
 from shared.jobs.status import BATCH_TERMINAL, TERMINAL
 
-POLL_S = 0.002
+NOOP = "bench.noop"
+PROMPT = "The with statement"  # known to both the char and the word tokenizer
+BATCH_POLL_S = 0.5
 
 
 class Client:
     """A thread-safe HTTP client of the bench API (one session per thread)."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, token: str | None = None) -> None:
         self.base = base
+        # The one place the bench authenticates: every request of every session sends it.
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._local = threading.local()
 
     @property
     def http(self) -> requests.Session:
+        """Return this thread's session."""
         if not hasattr(self._local, "s"):
             self._local.s = requests.Session()
+            self._local.s.headers.update(self.headers)
         return self._local.s
 
     def submit(self, type_: str, params: dict[str, Any], model: str | None = None) -> str:
+        """Submit one job; return its id."""
         resp = self.http.post(
             f"{self.base}/v1/jobs",
             json={"type": type_, "model": model, "params": params},
@@ -59,6 +68,31 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+def summarize(values: list[float]) -> dict[str, float]:
+    """Return p50, p99 and the mean in milliseconds, and the sample count."""
+    return {
+        "p50_ms": percentile(values, 50) * 1000,
+        "p99_ms": percentile(values, 99) * 1000,
+        "mean_ms": statistics.fmean(values) * 1000,
+        "samples": len(values),
+    }
+
+
+def text_params(i: int, max_tokens: int) -> dict[str, Any]:
+    """Return the params of the i-th text job of a measure (its own seed)."""
+    return {"prompt": PROMPT, "max_tokens": max_tokens, "seed": i}
+
+
+def round_trip(
+    client: Client, type_: str, params: dict[str, Any], model: str | None = None
+) -> tuple[float, dict[str, Any]]:
+    """Submit one job and long-poll it; return the seconds until the client saw it succeed."""
+    started = time.perf_counter()
+    job = client.wait(client.submit(type_, params, model))
+    assert job["status"] == "succeeded", job
+    return time.perf_counter() - started, job
+
+
 def text_throughput(
     client: Client,
     model: str,
@@ -69,11 +103,11 @@ def text_throughput(
 ) -> dict[str, Any]:
     """Tokens/s from submit to terminal with ``concurrency`` clients each running jobs in turn."""
     results: list[dict[str, Any]] = []
+    latencies: list[float] = []
 
     def one(i: int) -> None:
-        params = {"prompt": "def main(", "max_tokens": max_tokens, "seed": i}
-        job = client.wait(client.submit(type_, params, model))
-        assert job["status"] == "succeeded", job
+        seconds, job = round_trip(client, type_, text_params(i, max_tokens), model)
+        latencies.append(seconds)
         results.append(job["result"])
 
     started = time.perf_counter()
@@ -85,54 +119,60 @@ def text_throughput(
         "tokens_per_s": tokens / seconds,
         "jobs": jobs,
         "seconds": seconds,
-        "batching": [r.get("batching") for r in results if r.get("batching")],
+        "latency": summarize(latencies),
+        "batching": [r["batching"] for r in results if r.get("batching")],
     }
 
 
-def image_batch(client: Client, model: str, images: int) -> dict[str, Any]:
-    """Images/s for one bulk batch of ``images`` single-image items, submit to completed."""
-    items = [{"custom_id": str(i), "params": {"n": 1, "seed": i}} for i in range(images)]
-    started = time.perf_counter()
+def submit_batch(
+    client: Client, type_: str, model: str | None, params: list[dict[str, Any]]
+) -> str:
+    """Submit one bulk batch with an item per params; return its id."""
+    items = [{"custom_id": str(i), "params": p} for i, p in enumerate(params)]
     resp = client.http.post(
         f"{client.base}/v1/batches",
-        json={"type": "image.generate", "model": model, "items": items},
-        timeout=300,
+        json={"type": type_, "model": model, "items": items},
+        timeout=600,
     )
     resp.raise_for_status()
-    accepted = time.perf_counter() - started
-    batch_id = resp.json()["id"]
+    return resp.json()["id"]
+
+
+def wait_batch(client: Client, batch_id: str) -> dict[str, Any]:
+    """Poll a batch until it is terminal; return its status."""
     while True:
         batch = client.http.get(f"{client.base}/v1/batches/{batch_id}", timeout=30).json()
         if batch["status"] in BATCH_TERMINAL:
-            break
-        time.sleep(0.5)
+            return batch
+        time.sleep(BATCH_POLL_S)
+
+
+def batch_results(client: Client, batch_id: str) -> list[dict[str, Any]]:
+    """Return the results of a batch's succeeded items (streamed JSONL, submit order)."""
+    url = f"{client.base}/v1/batches/{batch_id}/results"
+    with client.http.get(url, stream=True, timeout=600) as resp:
+        lines = [json.loads(line) for line in resp.iter_lines() if line]
+    return [line["result"] for line in lines if line["status"] == "succeeded"]
+
+
+def run_batch(
+    client: Client, type_: str, model: str | None, params: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Items/s of one bulk batch from submit to completed."""
+    started = time.perf_counter()
+    batch_id = submit_batch(client, type_, model, params)
+    accepted = time.perf_counter() - started
+    batch = wait_batch(client, batch_id)
     seconds = time.perf_counter() - started
-    lines = 0
-    with client.http.get(
-        f"{client.base}/v1/batches/{batch_id}/results", stream=True, timeout=300
-    ) as results:
-        for line in results.iter_lines():
-            lines += bool(line)
     return {
-        "images_per_s": images / seconds,
+        "id": batch_id,
+        "items": len(params),
+        "items_per_s": len(params) / seconds,
         "seconds": seconds,
         "accept_s": accepted,
         "status": batch["status"],
         "succeeded": batch["counts"]["succeeded"],
-        "result_lines": lines,
     }
-
-
-def accept_rate(client: Client, clients: int, requests_total: int) -> dict[str, Any]:
-    """Jobs/s the API accepts, and submit latency percentiles, at ``clients`` concurrent clients."""
-    latencies: list[float] = []
-
-    def one(_: int) -> None:
-        started = time.perf_counter()
-        client.submit("bench.noop", {})
-        latencies.append(time.perf_counter() - started)
-
-    return _rate(one, clients, requests_total, latencies)
 
 
 def _rate(
@@ -142,28 +182,37 @@ def _rate(
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(fn, range(total)))
     seconds = time.perf_counter() - started
-    return {
-        "per_s": total / seconds,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-    }
+    return {"per_s": total / seconds, "count": total, **summarize(latencies)}
+
+
+def accept_rate(client: Client, clients: int, total: int) -> dict[str, Any]:
+    """Jobs/s the API accepts, and submit latency percentiles, at ``clients`` concurrent clients."""
+    latencies: list[float] = []
+
+    def one(_: int) -> None:
+        started = time.perf_counter()
+        client.submit(NOOP, {})
+        latencies.append(time.perf_counter() - started)
+
+    return _rate(one, clients, total, latencies)
 
 
 def raw_publish_rate(clients: int, total: int) -> dict[str, Any]:
     """Messages/s of bare Celery publishes of an id-sized message over the same Redis."""
-    from bench.raw_celery import raw
+    from bench.raw_celery import PUBLISH_ONLY, raw
 
     latencies: list[float] = []
 
     def one(_: int) -> None:
         started = time.perf_counter()
-        raw.send_task("raw.none", args=[str(uuid.uuid4())], queue="raw-publish-only")
+        raw.send_task("raw.echo", args=[str(uuid.uuid4())], queue=PUBLISH_ONLY)
         latencies.append(time.perf_counter() - started)
 
-    result = _rate(one, clients, total, latencies)
-    with raw.connection_for_write() as conn:
-        conn.default_channel.queue_purge("raw-publish-only")
-    return result
+    try:
+        return _rate(one, clients, total, latencies)
+    finally:
+        with raw.connection_for_write() as conn:
+            conn.default_channel.queue_purge(PUBLISH_ONLY)
 
 
 def raw_insert_rate(clients: int, total: int) -> dict[str, Any]:
@@ -186,50 +235,34 @@ def raw_insert_rate(clients: int, total: int) -> dict[str, Any]:
             )
         latencies.append(time.perf_counter() - started)
 
-    result = _rate(one, clients, total, latencies)
-    engine.dispose()
-    return result
+    try:
+        return _rate(one, clients, total, latencies)
+    finally:
+        engine.dispose()
 
 
 def empty_round_trips(client: Client, samples: int) -> list[float]:
-    """Seconds from submit until the client sees an empty job succeeded."""
-    out = []
-    for _ in range(samples):
-        started = time.perf_counter()
-        job = client.wait(client.submit("bench.noop", {}))
-        assert job["status"] == "succeeded"
-        out.append(time.perf_counter() - started)
-    return out
+    """Seconds from submit until the client sees an empty job succeeded (long poll)."""
+    return [round_trip(client, NOOP, {})[0] for _ in range(samples)]
 
 
 def raw_round_trips(samples: int) -> list[float]:
-    """Seconds for a bare Celery task round trip (send, run, result) over the same Redis."""
-    from bench.raw_celery import raw
+    """Seconds for a bare Celery task round trip (send_task, run, result.get) over Redis."""
+    from bench.raw_celery import QUEUE, raw
 
     out = []
     for _ in range(samples):
         started = time.perf_counter()
-        raw.send_task("raw.echo", queue="raw").get(timeout=60, interval=POLL_S)
+        raw.send_task("raw.echo", queue=QUEUE).get(timeout=60)
         out.append(time.perf_counter() - started)
     return out
 
 
-def train_job(client: Client, params: dict[str, Any]) -> dict[str, Any]:
-    """Tokens/s of a text.train job: its trained tokens over its running time."""
-    job = client.wait(client.submit("text.train", params, "bench-train"), timeout_s=1800)
+def train_job(client: Client, params: dict[str, Any], model: str) -> dict[str, Any]:
+    """Seconds a text.train job ran (claim to success), and its last progress."""
+    job = client.wait(client.submit("text.train", params, model), timeout_s=1800)
     assert job["status"] == "succeeded", job
-    from datetime import datetime
-
     seconds = (
         datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])
     ).total_seconds()
     return {"seconds": seconds, "progress": job["progress"]}
-
-
-def summarize(values: list[float]) -> dict[str, float]:
-    """Return p50 and p99 in milliseconds."""
-    return {
-        "p50_ms": percentile(values, 50) * 1000,
-        "p99_ms": percentile(values, 99) * 1000,
-        "mean_ms": statistics.fmean(values) * 1000,
-    }

@@ -32,17 +32,15 @@ def machine() -> dict[str, Any]:
 
 
 def text_generator(preset: str) -> Any:
-    """Return a TextGenerator over an untrained model of the preset's size."""
+    """Return a TextGenerator over the same untrained model the bench registers for ``preset``."""
     import keras
 
+    from bench.models import text_config
     from worker.ml.decode import TextGenerator
-    from worker.ml.text import PRESETS, build_text_model
+    from worker.ml.text import build_text_model
 
     keras.utils.set_random_seed(0)
-    cfg = PRESETS[preset]
-    if cfg.tokenizer == "char":
-        cfg = replace(cfg, vocab_size=100)
-    return TextGenerator(build_text_model(cfg))
+    return TextGenerator(build_text_model(text_config(preset)[0]))
 
 
 def _prompts(batch: int, vocab: int, length: int = 8) -> list[list[int]]:

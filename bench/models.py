@@ -6,21 +6,33 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from shared.models.presets import TextConfig
 from shared.models.tokenizers import Tokenizer
 from shared.services import Services
 
 
-def register_text_model(svc: Services, name: str, preset: str = "small") -> str:
-    """Register a text model of ``preset``'s size with a char tokenizer; return name:version."""
-    import keras
+def text_config(preset: str) -> tuple[TextConfig, Tokenizer]:
+    """Return ``preset``'s config and tokenizer, the tokenizer fitted on the built-in corpus.
 
+    The registered model and the in-process ceiling both come from here: the same vocabulary
+    (the ``seed`` preset's word tokenizer finds fewer than 10,000 words), so the same model.
+    """
     from worker.handlers.text_train import builtin_corpus
-    from worker.ml.text import PRESETS, build_text_model, config_for_tokenizer
+    from worker.ml.text import PRESETS, config_for_tokenizer
 
-    keras.utils.set_random_seed(0)
     cfg = PRESETS[preset]
     tokenizer = Tokenizer.fit(cfg.tokenizer, builtin_corpus(), cfg.vocab_size)
-    cfg = config_for_tokenizer(cfg, tokenizer)
+    return config_for_tokenizer(cfg, tokenizer), tokenizer
+
+
+def register_text_model(svc: Services, name: str, preset: str = "small") -> str:
+    """Register an untrained text model of ``preset``'s size; return name:version."""
+    import keras
+
+    from worker.ml.text import build_text_model
+
+    keras.utils.set_random_seed(0)
+    cfg, tokenizer = text_config(preset)
     config = {"text": asdict(cfg), "tokenizer": tokenizer.to_json()}
     return _register(svc, name, "text", build_text_model(cfg), config)
 
