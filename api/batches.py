@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
-from api import deadline, services
+from api import deadline, services, streams
 from api.auth import owned, principal, requires
 from api.idempotency import idempotent, pending
 from api.requests import json_body, path_uuid
@@ -88,6 +88,14 @@ def get_results(batch_id: str) -> Response:
     parsed = _owned_batch(batch_id)  # 404 before the stream starts
     lines = stream_with_context(stream_results(services(), parsed))
     return Response(lines, mimetype="application/x-ndjson")
+
+
+@bp.get("/<batch_id>/events")
+@requires(JOBS_READ)
+def batch_events(batch_id: str) -> Response:
+    """Stream the batch's status and counts (SSE) as they change, then its final counts."""
+    svc, parsed = services(), _owned_batch(batch_id)
+    return streams.response(streams.batch_events(lambda: batch_status(svc, parsed), svc.settings))
 
 
 @bp.post("/<batch_id>/cancel")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, url_for
+from flask import Blueprint, Response, jsonify, request, url_for
 
-from api import deadline, hub, services
+from api import deadline, hub, services, streams
 from api.auth import owned, principal, require, requires
 from api.idempotency import idempotent, pending
 from api.requests import json_body, path_uuid, query
@@ -47,20 +47,32 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
 @requires(JOBS_READ)
 def get_job(job_id: str) -> Response:
     """Return one job (status cache first); with ``wait_s``, once it ends or the wait runs out."""
-    parsed, q = path_uuid(job_id, "job"), query(JobQuery)
-    store = services().store
-    job = store.get_public(parsed)
-    if job is None:
-        raise NotFound("job not found")
-    owned(_tenant(job), "job")  # before any wait: another tenant's job does not exist
+    q = query(JobQuery)
+    parsed, job = _owned_job(job_id)  # before any wait: another tenant's job does not exist
     if q.wait_s:
+        store = services().store
         deadline.extend(q.wait_s + services().settings.api_request_timeout_s)
         job = wait_for_end(hub(), parsed, q.wait_s, lambda: store.get_public(parsed)) or job
     return jsonify(job)
 
 
-def _tenant(job: dict[str, Any]) -> uuid.UUID | None:
-    return uuid.UUID(job["tenant_id"]) if job.get("tenant_id") else None
+@bp.get("/<job_id>/events")
+@requires(JOBS_READ)
+def job_events(job_id: str) -> Response:
+    """Stream the job's events (SSE): status, progress, text as decoded, then the result."""
+    parsed, _ = _owned_job(job_id)
+    cursor = streams.Cursor.parse(request.headers.get("Last-Event-ID"))
+    return streams.response(streams.job_events(services(), hub(), parsed, cursor))
+
+
+def _owned_job(job_id: str) -> tuple[uuid.UUID, dict[str, Any]]:
+    """Return the id and client view of a job the caller may see; 404 otherwise."""
+    parsed = path_uuid(job_id, "job")
+    job = services().store.get_public(parsed)
+    if job is None:
+        raise NotFound("job not found")
+    owned(uuid.UUID(job["tenant_id"]) if job.get("tenant_id") else None, "job")
+    return parsed, job
 
 
 @bp.get("")

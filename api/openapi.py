@@ -45,6 +45,15 @@ DATASET_FILE = {
     }
 }
 
+SSE = "text/event-stream"
+LAST_EVENT_ID = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "description": "Resume after this event: the `id` of the last event received.",
+    "schema": {"type": "string", "maxLength": 48},
+}
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -57,6 +66,7 @@ class Endpoint:
     response: str | None = None  # a JSON component, or a media type for a body that is not JSON
     body: dict[str, str] = field(default_factory=dict)
     query: type[BaseModel] | None = None
+    headers: tuple[dict[str, Any], ...] = ()
 
 
 ENDPOINTS: list[Endpoint] = [
@@ -64,6 +74,13 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("get", "/v1/jobs", "List jobs, newest first", response="JobsPublic", query=JobsQuery),
     Endpoint("get", "/v1/jobs/{id}", "Get a job", response="JobPublic", query=JobQuery),
     Endpoint("post", "/v1/jobs/{id}/cancel", "Cancel a job", (200, 202), "JobPublic"),
+    Endpoint(
+        "get",
+        "/v1/jobs/{id}/events",
+        "Stream a job's events (SSE): status, progress, text as decoded, then result",
+        response=SSE,
+        headers=(LAST_EVENT_ID,),
+    ),
     Endpoint("get", "/v1/artifacts/{id}", "Download an artifact", response="*/*"),
     Endpoint(
         "post",
@@ -81,6 +98,12 @@ ENDPOINTS: list[Endpoint] = [
         response="application/x-ndjson",
     ),
     Endpoint("post", "/v1/batches/{id}/cancel", "Cancel a batch", (202,), "BatchPublic"),
+    Endpoint(
+        "get",
+        "/v1/batches/{id}/events",
+        "Stream a batch's status and counts (SSE) as they change, then result",
+        response=SSE,
+    ),
     Endpoint(
         "post",
         "/v1/datasets",
@@ -165,7 +188,7 @@ def _request_body(body: dict[str, str]) -> dict[str, Any]:
 
 
 def _parameters(endpoint: Endpoint, view: Callable[..., Any]) -> list[dict[str, Any]]:
-    params: list[dict[str, Any]] = []
+    params: list[dict[str, Any]] = list(endpoint.headers)
     if getattr(view, "idempotent", False):
         params.append(
             {

@@ -2,8 +2,8 @@
 
 Every row is a ratio to a ceiling or baseline measured in the same run, on this machine, and
 every end-to-end measure also reports CPU-milliseconds per job per component (``bench.cpu``).
-Rows 1-11 are numbered as in issue 9, and 12-14 are issue 10's (tenants); rows from earlier
-issues keep their targets, marked so.
+Rows 1-11 are numbered as in issue 9, 12-14 are issue 10's (tenants) and 15-16 issue 11's
+(streams); rows from earlier issues keep their targets, marked so.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import cpu, inprocess, load, model_rows, platform_rows, tenant_rows
+from bench import cpu, inprocess, load, model_rows, platform_rows, stream_rows, tenant_rows
 from bench.context import Bench, client_for
 from bench.report import Report
 from bench.stack import ROOT, Stack, fresh_database, migrated_services, settings_values
@@ -36,6 +36,7 @@ COUNTS = (
     "train_chars",
     "naive_jobs",
     "tenant_items",
+    "stream_jobs",
 )
 
 
@@ -80,6 +81,8 @@ def run(args: argparse.Namespace) -> Report:
         model_rows.text_batch(b)
         model_rows.images(b)
         tenant_rows.fair_shares(b)
+        stream_rows.first_text(b)
+        stream_rows.readers(b)
         # Last with the generate worker: it pauses and resumes the worker's interactive lane.
         platform_rows.claims(b)
         model_rows.train(b)
@@ -114,6 +117,7 @@ def main() -> None:
     parser.add_argument("--train-chars", type=int, default=200_000)
     parser.add_argument("--naive-jobs", type=int, default=16)
     parser.add_argument("--tenant-items", type=int, default=2000, help="items per tenant, row 12")
+    parser.add_argument("--stream-jobs", type=int, default=256, help="jobs per measure, row 16")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink counts for a smoke run")
     args = _scaled(parser.parse_args())
     started = time.monotonic()

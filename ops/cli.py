@@ -183,6 +183,7 @@ def generate() -> None:
 @click.option("--temperature", default=0.8, show_default=True)
 @click.option("--top-k", type=int, default=None)
 @click.option("--seed", type=int, default=None)
+@click.option("--stream", is_flag=True, help="Print the text as it is decoded (SSE).")
 def generate_text(
     prompt: str,
     model: str | None,
@@ -190,6 +191,7 @@ def generate_text(
     temperature: float,
     top_k: int | None,
     seed: int | None,
+    stream: bool,
 ) -> None:
     """Continue PROMPT and print the text."""
     from ops.progress import wait_with_bar
@@ -204,9 +206,24 @@ def generate_text(
     }
     model = model or get_settings().default_text_model
     job = _call(lambda: client.submit("text.generate", model, _compact(params)))
+    if stream:
+        _exit_unless_succeeded(_call(lambda: _print_stream(client, job["id"], prompt)))
+        return
     job = _call(lambda: wait_with_bar(client, job["id"], label="generating"))
     _exit_unless_succeeded(job)
     click.echo(prompt + job["result"]["text"])
+
+
+def _print_stream(client: Client, job_id: str, prompt: str) -> dict[str, Any]:
+    """Print the prompt, then each piece of text as it arrives; return the finished job."""
+    click.echo(prompt, nl=False)
+    for name, data in client.events(job_id):
+        if name == "text":
+            click.echo(data["text"], nl=False)
+        elif name == "result":
+            click.echo()
+            return data
+    raise click.ClickException("the event stream ended before the job")
 
 
 @generate.command("image")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -91,6 +92,25 @@ class Client:
             if deadline and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job['status']}")
         return job
+
+    def events(self, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield (event, data) of a job's event stream until its result, resuming after a cut."""
+        import sseclient
+
+        last_id = None
+        while True:
+            headers = {"Last-Event-ID": last_id} if last_id else {}
+            # The read timeout outlasts the stream's heartbeat (AIGC_SSE_HEARTBEAT_S, 15 s).
+            resp = self.request("GET", f"/v1/jobs/{job_id}/events", headers=headers, stream=True)
+            with resp:
+                # Chunks as they arrive: a fixed-size read would hold a short event back.
+                source = resp.iter_content(chunk_size=None)
+                for message in sseclient.SSEClient(source).events():
+                    last_id = message.id or last_id
+                    data = json.loads(message.data)
+                    yield message.event, data
+                    if message.event == "result":
+                        return
 
     def download(self, url_path: str) -> bytes:
         """Return the bytes of an artifact."""

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     api_upload_timeout_s: float = Field(
         120.0, gt=0, le=3600, description="Deadline of a batch or dataset upload."
     )
+    sse_heartbeat_s: float = Field(
+        15.0, gt=0, le=300, description="Idle seconds before an event stream sends a comment."
+    )
+    sse_max_s: float = Field(
+        3600.0, gt=0, description="An event stream ends after this; clients resume by id."
+    )
 
     # Delivery.
     lease_s: float = Field(30.0, gt=0, description="Seconds a running job's lease lasts.")

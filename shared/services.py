@@ -15,6 +15,7 @@ from shared.delivery.publish import Publisher
 from shared.jobs import jobtypes
 from shared.jobs.cache import StatusCache
 from shared.jobs.store import JobStore
+from shared.jobs.streams import TextStreams
 from shared.models.registry import ANNOUNCED_LATEST_TTL_S, LATEST_TTL_S, ModelRegistry
 from shared.tenants.keys import KeyStore
 
@@ -31,6 +32,7 @@ class Services:
     artifacts: ArtifactStore
     registry: ModelRegistry
     keys: KeyStore
+    streams: TextStreams | None = None  # decoded text for SSE readers; needs Redis
 
     def close(self) -> None:
         """Release connections and pools."""
@@ -60,4 +62,5 @@ def build_services(settings: Settings, *, threads: int | None = None) -> Service
         on_change=(lambda: cache.announce_change("models")) if cache else None,
     )
     keys = KeyStore(sessions, on_revoke=(lambda: cache.announce_change("keys")) if cache else None)
-    return Services(settings, engine, store, celery, publisher, artifacts, registry, keys)
+    streams = TextStreams(cache.redis) if cache else None
+    return Services(settings, engine, store, celery, publisher, artifacts, registry, keys, streams)

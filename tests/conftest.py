@@ -56,6 +56,8 @@ TEST_SETTINGS: dict[str, Any] = {
     "plugins": ["tests.fixtures.jobtypes"],
     # The suite's clients run hundreds of requests a second; the limit has its own test.
     "rate_limit": "100000/second",
+    # Event streams send a heartbeat after a second of quiet, so a test sees one.
+    "sse_heartbeat_s": 1.0,
 }
 
 

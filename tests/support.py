@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import sseclient
 
 from ops.launcher import Child, Supervisor
 from shared.jobs.status import TERMINAL
@@ -107,6 +108,22 @@ class Handle:
     def tail(self, n: int = 4000) -> str:
         """Return the end of the process's log."""
         return self.child.log_text()[-n:]
+
+
+def read_events(
+    api: Api, path: str, last_id: str | None = None, stop_after: int | None = None
+) -> list[Any]:
+    """Read an event stream (sseclient events) until it closes, or its first ``stop_after``."""
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    events = []
+    with api.get(path, headers=headers, stream=True, timeout=60) as resp:
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        for message in sseclient.SSEClient(resp.iter_content(chunk_size=None)).events():
+            events.append(message)
+            if stop_after is not None and len(events) >= stop_after:
+                break
+    return events
 
 
 class Api:

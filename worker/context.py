@@ -12,7 +12,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,17 @@ class JobContext:
                 self._lost.set()
         except Exception as exc:  # a database blip must not fail the job; the lease has slack
             log.warning("job %s: progress not recorded: %s", self.job.id, exc)
+
+    def stream_text(
+        self, tokens: list[int], decode: Callable[[list[int]], str], *, last: bool = False
+    ) -> None:
+        """Offer the text decoded so far to the job's SSE readers; never blocks (no Redis: no-op).
+
+        Batch items do not stream: their batch's counts are their progress.
+        """
+        streams = self._services.streams
+        if streams is not None and self.job.batch_id is None:
+            streams.offer(str(self.job.id), tokens, decode, last=last)
 
     # -- files and models --------------------------------------------------------------------
     @property

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _STOP = object()
 LONE_CHUNK_STEPS = 256
+STREAM_CHUNK_STEPS = 64  # a lone streaming request's text arrives at least this often (tokens)
 
 
 @dataclass
@@ -72,6 +73,8 @@ class TextRequest:
     seed: int
     should_stop: Callable[[], bool] = lambda: False
     on_progress: Callable[[int], None] | None = None
+    # Called on the owner thread with the tokens so far after each pass: it must not block.
+    on_tokens: Callable[[list[int]], None] | None = None
     bulk: bool = False  # a batch item: it yields to interactive requests
     future: Future = field(default_factory=Future)
     timing: RequestTiming = field(default_factory=lambda: RequestTiming())
@@ -254,7 +257,9 @@ class TextScheduler(_Owner):
         if len(self.active) == 1 and not self.backlog and self.inbox.empty():
             # A lone request runs as a direct call would (the loop exits when it is done), so
             # batching never makes it slower; a newcomer still joins within LONE_CHUNK_STEPS.
-            steps = max(steps, LONE_CHUNK_STEPS)
+            # One that streams its text gets it every STREAM_CHUNK_STEPS all the same.
+            (lone,) = self.active.values()
+            steps = max(steps, STREAM_CHUNK_STEPS if lone.on_tokens else LONE_CHUNK_STEPS)
         started = time.perf_counter()
         self.state = self.gen.decode_chunk(self.state, steps)
         seconds = time.perf_counter() - started
@@ -267,8 +272,8 @@ class TextScheduler(_Owner):
             if req.should_stop():
                 self.gen.release_row(self.state, slot)
                 self.active.pop(slot).future.set_exception(JobCanceled("canceled"))
-            elif req.on_progress is not None:
-                req.on_progress(int(self.state.arrays["n_gen"][slot]))
+            else:
+                _report(req, self.gen, self.state, slot)
         # Shrink after a burst, so a lone request does not pay for an empty batch.
         if (
             self.active
@@ -276,6 +281,14 @@ class TextScheduler(_Owner):
             and len(self.state.live) > 1
         ):
             self._resize(len(self.active))
+
+
+def _report(req: TextRequest, gen: Any, state: Any, slot: int) -> None:
+    """Hand a live request its progress and, if it streams, its tokens so far."""
+    if req.on_progress is not None:
+        req.on_progress(int(state.arrays["n_gen"][slot]))
+    if req.on_tokens is not None:
+        req.on_tokens(gen.row_tokens(state, slot))
 
 
 class ImageScheduler(_Owner):

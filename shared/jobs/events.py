@@ -118,10 +118,16 @@ class RedisHub(_Watchers):
         listen_forever(
             self._url,
             EVENTS_PREFIX + "*",
-            lambda channel, data: self.ring(channel.removeprefix(EVENTS_PREFIX), json.loads(data)),
+            lambda channel, data: self.ring(channel.removeprefix(EVENTS_PREFIX), _snapshot(data)),
             on_gap=self.ring_all,  # events may have been missed: every waiter re-reads its job
             pattern=True,
         )
+
+
+def _snapshot(data: bytes) -> dict[str, Any] | None:
+    """Return the job snapshot an event carries, or None for a notice of new streamed text."""
+    event = json.loads(data)
+    return event if "status" in event else None
 
 
 class PollingHub(_Watchers):

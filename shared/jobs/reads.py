@@ -51,13 +51,19 @@ class JobReads:
         with self.sessions() as session:
             return session.get(Job, job_id)
 
-    def get_public(self, job_id: uuid.UUID) -> dict[str, Any] | None:
-        """Return the client view of a job: the cached snapshot first, then the database."""
+    def get_snapshot(self, job_id: uuid.UUID) -> dict[str, Any] | None:
+        """Return the client view of a job with its version: the cache first, then the database."""
         if self.cache is not None and (hit := self.cache.get(str(job_id))):
-            hit.pop("version", None)
             return hit
         job = self.get(job_id)
-        return to_public(job) if job else None
+        return snapshot(job) if job else None
+
+    def get_public(self, job_id: uuid.UUID) -> dict[str, Any] | None:
+        """Return the client view of a job: the cached snapshot first, then the database."""
+        found = self.get_snapshot(job_id)
+        if found is not None:
+            found.pop("version", None)
+        return found
 
     def versions(self, job_ids: list[str]) -> dict[str, int]:
         """Return the row version of each existing job, for pollers waiting on changes."""

@@ -13,7 +13,7 @@ from PIL import Image
 
 from shared.tenants.keys import ADMIN
 from tests.conftest import Stack
-from tests.support import wait_for
+from tests.support import read_events, wait_for
 
 # Each test runs on the Keras backend the worker inherits from KERAS_BACKEND.
 pytestmark = [
@@ -64,6 +64,16 @@ def test_text_model_trains_registers_and_generates(stack: Stack, text_model: str
     assert _generate_text(stack, "tiny-text:1", seed=7)["text"] == first["text"]
     others = {_generate_text(stack, "tiny-text", seed=s)["text"] for s in (1, 2, 3)}
     assert len(others | {first["text"]}) > 1
+
+
+def test_generated_text_streams_and_adds_up_to_the_result(stack: Stack, text_model: str) -> None:
+    params = {"prompt": "The ", "max_tokens": 300, "seed": 3}
+    job = stack.api.submit("text.generate", params, model=text_model)
+    events = read_events(stack.api, f"/v1/jobs/{job['id']}/events")
+    assert events[-1].event == "result"
+    result = json.loads(events[-1].data)["result"]
+    texts = [json.loads(e.data)["text"] for e in events if e.event == "text"]
+    assert "".join(texts) == result["text"] and len(result["text"]) == 300
 
 
 def test_another_tenant_cannot_hijack_a_model(stack: Stack, text_model: str) -> None:

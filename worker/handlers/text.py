@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from shared.errors import InputError
@@ -16,12 +17,25 @@ def generate(ctx: JobContext, params: TextGenerateParams) -> dict[str, Any]:
     """Continue a prompt with stateful decoding: batched with other jobs, or alone."""
     with ctx.model("text") as loaded:
         ids = _prompt_ids(loaded, params)
+
+        def stream(tokens: list[int]) -> None:  # on the owner thread: a put on a queue
+            ctx.stream_text(tokens, loaded.tokenizer.decode)
+
         if not ctx.settings.generate_batching:
-            return _result(loaded, params, ids, _generate_alone(ctx, loaded.generator, ids, params))
+            tokens = _generate_alone(ctx, loaded.generator, ids, params, stream)
+            ctx.stream_text(tokens, loaded.tokenizer.decode, last=True)
+            return _result(loaded, params, ids, tokens)
         done = [0]
-        request = _request(ctx, ids, params, on_progress=lambda n: done.__setitem__(0, n))
+        request = _request(
+            ctx, ids, params, on_progress=lambda n: done.__setitem__(0, n), on_tokens=stream
+        )
         future = loaded.batcher(ctx.settings).submit(request)
-        tokens = common.wait_for_future(ctx, future, lambda: _progress(done[0], params))
+        try:
+            tokens = common.wait_for_future(ctx, future, lambda: _progress(done[0], params))
+        except BaseException:
+            ctx.stream_text([], loaded.tokenizer.decode, last=True)  # the publisher forgets it
+            raise
+        ctx.stream_text(tokens, loaded.tokenizer.decode, last=True)
         return _result(loaded, params, ids, tokens, request.timing.summary())
 
 
@@ -107,7 +121,11 @@ def _result(
 
 
 def _generate_alone(
-    ctx: JobContext, gen: Any, ids: list[int], params: TextGenerateParams
+    ctx: JobContext,
+    gen: Any,
+    ids: list[int],
+    params: TextGenerateParams,
+    stream: Callable[[list[int]], None],
 ) -> list[int]:
     state = gen.init_state(
         [ids], [params.max_tokens], [params.temperature], [params.top_k], [params.seed]
@@ -117,4 +135,5 @@ def _generate_alone(
         state = gen.decode_chunk(state, DECODE_CHUNK_STEPS)
         done = int(state.arrays["n_gen"][0])
         ctx.progress(_progress(done, params))
+        stream(gen.row_tokens(state, 0))
     return gen.row_tokens(state, 0)
