@@ -21,6 +21,7 @@ from shared.jobs.batches import (
     batch_status,
     batch_view,
     build_rows,
+    check_results_kept,
     parse_jsonl,
     stream_results,
     submit_batch,
@@ -85,7 +86,8 @@ def get_batch(batch_id: str) -> Response:
 @requires(JOBS_READ)
 def get_results(batch_id: str) -> Response:
     """Stream one JSON line per item, in submit order."""
-    parsed = _owned_batch(batch_id)  # 404 before the stream starts
+    parsed = _owned_batch(batch_id)  # 404 (or 410) before the stream starts
+    check_results_kept(services(), parsed)
     lines = stream_with_context(stream_results(services(), parsed))
     return Response(lines, mimetype="application/x-ndjson")
 

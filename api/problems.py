@@ -23,6 +23,7 @@ _STATUS: list[tuple[type[errors.AigcError], int]] = [
     (errors.PayloadTooLarge, 413),
     (errors.InputError, 422),
     (errors.NotFound, 404),
+    (errors.Gone, 410),
     (errors.Conflict, 409),
     (errors.RetryableError, 503),
 ]

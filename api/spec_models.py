@@ -127,6 +127,7 @@ class BatchPublic(BaseModel):
     progress: float
     created_at: datetime
     finished_at: datetime | None
+    expired_at: datetime | None = Field(None, description="When retention dropped its results.")
     results_url: str
 
 

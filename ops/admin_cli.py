@@ -91,14 +91,18 @@ def tenants() -> None:
 )
 @click.option("--max-queued", type=int, default=None, help="Cap on queued jobs (0: default).")
 @click.option("--rate-limit", default=None, help="Per key, e.g. 50/second (0: default).")
+@click.option(
+    "--retention-days", type=float, default=None, help="Results and files kept (0: default)."
+)
 def tenants_set(
     name: str,
     weight: float | None,
     max_running: int | None,
     max_queued: int | None,
     rate_limit: str | None,
+    retention_days: float | None,
 ) -> None:
-    """Set a tenant's weight, caps or rate limit."""
+    """Set a tenant's weight, caps, rate limit or retention."""
     with _services() as svc:
         update_tenant(
             svc.store.sessions,
@@ -107,6 +111,7 @@ def tenants_set(
             max_running=max_running,
             max_queued=max_queued,
             rate_limit=rate_limit,
+            retention_days=retention_days,
         )
         rows = [t for t in list_tenants(svc.store.sessions) if t["name"] == name]
     click.echo(json.dumps(rows[0]))

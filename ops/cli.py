@@ -94,6 +94,15 @@ def reconcile(once: bool) -> None:
     run_forever(svc, stop)
 
 
+@main.command()
+def gc() -> None:
+    """Expire results and files past their retention and remove orphan files, once."""
+    from shared.data.retention import sweep
+    from shared.services import build_services
+
+    click.echo(json.dumps(vars(sweep(build_services(get_settings())))))
+
+
 @main.group()
 def db() -> None:
     """Database schema commands."""

@@ -70,6 +70,16 @@ class Settings(BaseSettings):
         60.0, gt=0, description="A queued job's message presumed lost after this long."
     )
     reconcile_interval_s: float = Field(5.0, gt=0)
+    retention_days: float = Field(
+        7.0, gt=0, description="Days a job's result and files are kept (default per tenant)."
+    )
+    retention_sweep_s: float = Field(
+        300.0, gt=0, description="Seconds between the reconciler's retention sweeps."
+    )
+    orphan_grace_s: float = Field(
+        86_400.0, gt=0, description="A file no row claims is removed once this old."
+    )
+    gc_page: int = Field(500, ge=1, le=10_000, description="Rows per page of a retention sweep.")
     max_attempts: int = Field(3, ge=1, le=20)
     retry_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubles each time.")
     retry_backoff_max_s: float = Field(600.0, gt=0)

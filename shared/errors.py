@@ -71,6 +71,12 @@ class NotFound(AigcError):
     code = "not_found"
 
 
+class Gone(AigcError):
+    """Raised when a job's result or file existed but retention has deleted it."""
+
+    code = "expired"
+
+
 class Conflict(CallerError):
     """Raised when a request conflicts with the current state, such as cancelling a finished job."""
 

@@ -30,6 +30,7 @@ JsonType = JSON().with_variant(JSONB(), "postgresql")
 
 WAITING = "batch_id IS NOT NULL AND status = 'queued' AND published_at IS NULL"
 IN_FLIGHT = "batch_id IS NOT NULL AND published_at IS NOT NULL AND status IN ('queued', 'running')"
+EXPIRABLE = "batch_id IS NULL AND expired_at IS NULL AND finished_at IS NOT NULL"
 
 
 class Job(Base):
@@ -65,6 +66,8 @@ class Job(Base):
     available_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When retention dropped its result (its row, status and timestamps stay).
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     worker_id: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The running attempt must end by then, whatever its lease says.
@@ -97,6 +100,14 @@ class Job(Base):
             postgresql_where=text(IN_FLIGHT),
             sqlite_where=text(IN_FLIGHT),
         ),
+        # Retention's next page: a tenant's finished jobs (not batch items) not yet expired.
+        Index(
+            "ix_jobs_expiry",
+            "tenant_id",
+            "finished_at",
+            postgresql_where=text(EXPIRABLE),
+            sqlite_where=text(EXPIRABLE),
+        ),
     )
 
 
@@ -116,6 +127,8 @@ class Artifact(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When retention deleted its file: the id then answers 410 Gone, not 404.
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Model(Base):
@@ -182,6 +195,8 @@ class Batch(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When retention expired it: its items' results go with it.
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Lane(Base):
@@ -210,6 +225,7 @@ class Tenant(Base):
     max_running: Mapped[int | None] = mapped_column(Integer)
     max_queued: Mapped[int | None] = mapped_column(Integer)
     rate_limit: Mapped[str | None] = mapped_column(String(64))  # per key, e.g. "50/second"
+    retention_days: Mapped[float | None] = mapped_column(Float)  # results and files kept
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

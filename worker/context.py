@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import Settings
-from shared.data.artifacts import artifact_url
+from shared.data.artifacts import artifact_url, workdir_of
 from shared.db import utcnow
 from shared.errors import InputError, JobCanceled, JobTimeout, LeaseLost
 from shared.models.registry import ResolvedModel
@@ -141,13 +141,13 @@ class JobContext:
     @property
     def workdir(self) -> Path:
         """Return a folder private to this job, kept across attempts (for checkpoints)."""
-        path = self.settings.artifact_dir / "work" / str(self.job.id)
+        path = workdir_of(self.settings.artifact_dir, self.job.id)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def discard_workdir(self) -> None:
         """Delete the job's private folder (its checkpoints) once the job has succeeded."""
-        shutil.rmtree(self.settings.artifact_dir / "work" / str(self.job.id), ignore_errors=True)
+        shutil.rmtree(workdir_of(self.settings.artifact_dir, self.job.id), ignore_errors=True)
 
     def save_artifact(
         self, kind: str, media_type: str, data: bytes, suffix: str, *, defer: bool = False

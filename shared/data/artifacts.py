@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import utcnow
-from shared.errors import NotFound
+from shared.errors import Gone, NotFound
 from shared.tables import Artifact
 
 URI_PREFIX = "local:"
@@ -80,6 +80,8 @@ class ArtifactStore:
             row = session.get(Artifact, artifact_id)
         if row is None or (visible is not None and not visible(row)):
             raise NotFound("artifact not found")
+        if row.expired_at is not None:
+            raise Gone(f"artifact expired at {row.expired_at.isoformat()} (retention)")
         path = self.path_of(row.uri)
         if not path.is_file():
             raise NotFound("artifact file is missing")
@@ -106,6 +108,12 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def workdir_of(artifact_dir: Path, job_id: uuid.UUID | None = None) -> Path:
+    """Return the folder of a job's private files (checkpoints), or the folder of them all."""
+    folder = artifact_dir / "work"
+    return folder / str(job_id) if job_id else folder
 
 
 def artifact_url(artifact_id: uuid.UUID) -> str:

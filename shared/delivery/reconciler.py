@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shared.data import retention
 from shared.delivery import lanes, pacer
 from shared.delivery.publish import Publisher
 from shared.jobs.reads import cutoff
@@ -121,10 +123,20 @@ def _publish(publisher: Publisher, jobs: Sequence[Job]) -> int:
 
 
 def run_forever(services: Services, stop: threading.Event) -> None:
-    """Reconcile every ``reconcile_interval_s`` seconds until ``stop`` is set, logging errors."""
+    """Reconcile every ``reconcile_interval_s`` seconds until ``stop`` is set, logging errors.
+
+    Every ``retention_sweep_s`` a pass also sweeps what retention expires (a bounded amount:
+    the next sweep goes on where this one stopped).
+    """
+    next_sweep = time.monotonic()
     while not stop.is_set():
         try:
             reconcile_once(services)
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + services.settings.retention_sweep_s
+                swept = retention.sweep(services)
+                if swept != retention.SweepReport():
+                    log.info("retention: %s", swept)
         except Exception:
             log.exception("reconcile pass failed; will try again")
         stop.wait(services.settings.reconcile_interval_s)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from shared.config import Settings
 from shared.db import utcnow
-from shared.errors import FieldErrors, InputError, NotFound, PayloadTooLarge
+from shared.errors import FieldErrors, Gone, InputError, NotFound, PayloadTooLarge
 from shared.jobs import jobtypes, jsoninput
 from shared.jobs.schemas import Strict
 from shared.jobs.status import TERMINAL, BatchStatus, JobStatus
@@ -143,6 +143,14 @@ def batch_owner(svc: Services, batch_id: uuid.UUID) -> uuid.UUID | None:
     return batch.tenant_id
 
 
+def check_results_kept(svc: Services, batch_id: uuid.UUID) -> None:
+    """Raise Gone if retention has dropped the batch's results."""
+    with svc.store.sessions() as session:
+        expired = session.scalar(select(Batch.expired_at).where(Batch.id == batch_id))
+    if expired is not None:
+        raise Gone(f"the batch's results expired at {expired.isoformat()} (retention)")
+
+
 def batch_status(svc: Services, batch_id: uuid.UUID) -> dict[str, Any]:
     """Return a batch with its counts by job status, derived status and progress."""
     with svc.store.sessions() as session:
@@ -177,6 +185,7 @@ def batch_view(
         "progress": done / max(batch.item_count, 1),
         "created_at": batch.created_at.isoformat(),
         "finished_at": last.isoformat() if last and done == batch.item_count else None,
+        "expired_at": batch.expired_at.isoformat() if batch.expired_at else None,
         "results_url": f"/v1/batches/{batch.id}/results",
     }
 

@@ -87,6 +87,17 @@ class StatusCache:
             return None
         return json.loads(raw) if raw else None
 
+    def forget(self, ids: Iterable[str]) -> None:
+        """Delete jobs' snapshots; if Redis is down, mark them dirty (deleted before next write)."""
+        ids = list(ids)
+        if not ids:
+            return
+        try:
+            self.redis.delete(*[self.key(i) for i in ids])
+        except redis.RedisError as exc:
+            log.warning("status cache delete failed for %d jobs: %s", len(ids), exc)
+            self._mark_dirty(set(ids))
+
     def announce_change(self, what: str) -> None:
         """Tell every process that cached ``what`` ("models", "keys") has gone stale."""
         try:

@@ -77,6 +77,9 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    expired_at: datetime | None = Field(
+        None, description="When retention dropped its result and files (status and times stay)."
+    )
 
     @field_validator("errors", mode="before")
     @classmethod

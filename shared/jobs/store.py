@@ -54,6 +54,11 @@ class JobStore(JobReads):
             self._snapshot(job)
         return job
 
+    def forget(self, job_ids: Sequence[uuid.UUID]) -> None:
+        """Drop the jobs' cached snapshots (their rows changed behind the cache: retention)."""
+        if self.cache is not None:
+            self.cache.forget(str(i) for i in job_ids)
+
     def _snapshot(self, *jobs: Job) -> None:
         # Batch items are read through their batch; nobody waits on one alone.
         if self.cache is not None:

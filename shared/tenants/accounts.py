@@ -41,10 +41,13 @@ def update_tenant(
     max_running: int | None = None,
     max_queued: int | None = None,
     rate_limit: str | None = None,
+    retention_days: float | None = None,
 ) -> Tenant:
-    """Set a tenant's weight, caps or rate limit ("0" or "" clears one back to the default)."""
+    """Set a tenant's weight, caps, rate limit or retention (0 or "" clears one to the default)."""
     if weight is not None and not 0 < weight <= 1000:
         raise InputError("a weight is above 0 and at most 1000", field="weight")
+    if retention_days is not None and retention_days < 0:
+        raise InputError("retention_days is 0 (the default) or more", field="retention_days")
     if rate_limit:
         check_rate_limit(rate_limit, "rate_limit")
     for field, value in (("max_running", max_running), ("max_queued", max_queued)):
@@ -62,6 +65,8 @@ def update_tenant(
             row.max_queued = max_queued or None
         if rate_limit is not None:
             row.rate_limit = rate_limit if rate_limit not in ("", "0") else None
+        if retention_days is not None:
+            row.retention_days = retention_days or None
         session.commit()
         return row
 
@@ -78,6 +83,7 @@ def list_tenants(sessions: sessionmaker[Session]) -> list[dict[str, Any]]:
                 "max_running": t.max_running,
                 "max_queued": t.max_queued,
                 "rate_limit": t.rate_limit,
+                "retention_days": t.retention_days,
                 "created_at": t.created_at.isoformat(),
             }
             for t in rows
