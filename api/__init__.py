@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         openapi,
         problems,
         ratelimit,
+        webhooks,
     )
 
     settings = settings or get_settings()
@@ -43,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     problems.init_app(app)
     auth.init_app(app)
     ratelimit.init_app(app, settings)  # after auth: it counts per key
-    for module in (jobs, batches, artifacts, datasets, models, health, openapi):
+    for module in (jobs, batches, artifacts, datasets, models, webhooks, health, openapi):
         app.register_blueprint(module.bp)
     app.wsgi_app = Deadlines(app.wsgi_app, settings.api_request_timeout_s)  # type: ignore[method-assign]
     return app

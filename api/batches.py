@@ -13,6 +13,7 @@ from api.auth import owned, principal, requires
 from api.idempotency import idempotent, pending
 from api.requests import json_body, path_uuid
 from shared.db import utcnow
+from shared.delivery.webhook_urls import check_url
 from shared.errors import InputError
 from shared.jobs.batches import (
     MAX_BYTES,
@@ -26,9 +27,11 @@ from shared.jobs.batches import (
     stream_results,
     submit_batch,
 )
+from shared.jobs.schemas import WebhookRequest
 from shared.jobs.status import JobStatus
-from shared.jobs.submit import submission_check
+from shared.jobs.submit import parse_model, submission_check
 from shared.tables import Batch
+from shared.tenants.accounts import require_webhook_secret
 from shared.tenants.caps import check_queued_cap
 from shared.tenants.keys import JOBS_READ, JOBS_WRITE
 
@@ -53,13 +56,18 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
         if upload is None:
             raise InputError("send the JSONL as a multipart field named 'file'", field="file")
         type_, model = request.form.get("type", ""), request.form.get("model") or None
+        hook = parse_model(WebhookRequest, _webhook_form(), "")
         items: Iterable[dict[str, Any]] = parse_jsonl(upload.stream, svc.settings.max_body_bytes)
     else:
         body = json_body(BatchCreate)
-        type_, model, items = body.type, body.model, body.items
+        type_, model, items, hook = body.type, body.model, body.items, body
     if not type_:
         raise InputError("the batch needs a job type", field="type")
     batch = Batch(type=type_, model=model, item_count=0, tenant_id=who.tenant_id)
+    if hook.webhook is not None:
+        check_url(hook.webhook, svc.settings)
+        require_webhook_secret(svc.store.sessions, who.tenant_id)
+        batch.webhook, batch.webhook_events = hook.webhook, hook.webhook_events_filter
     rows = build_rows(batch, items, settings=svc.settings, check_model=submission_check(svc, who))
     check_queued_cap(svc, who.tenant_id, len(rows))
     batch.created_at, batch.cancel_requested = utcnow(), False  # known before it is stored
@@ -67,6 +75,16 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     headers = {"Location": url_for("batches.get_batch", batch_id=str(batch.id))}
     submit_batch(svc, batch, rows, claim=pending(202, public, headers))
     return jsonify(public), 202, headers
+
+
+def _webhook_form() -> dict[str, Any]:
+    """Return a multipart batch's webhook fields (the filter comma-separated)."""
+    form: dict[str, Any] = {}
+    if webhook := request.form.get("webhook"):
+        form["webhook"] = webhook
+    if events := request.form.get("webhook_events_filter"):
+        form["webhook_events_filter"] = [e.strip() for e in events.split(",")]
+    return form
 
 
 def _owned_batch(batch_id: str) -> uuid.UUID:

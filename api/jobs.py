@@ -11,6 +11,7 @@ from api import deadline, hub, services, streams
 from api.auth import owned, principal, require, requires
 from api.idempotency import idempotent, pending
 from api.requests import json_body, path_uuid, query
+from shared.delivery.webhooks import deliveries_of
 from shared.errors import NotFound
 from shared.jobs import jobtypes
 from shared.jobs.events import wait_for_end
@@ -19,6 +20,7 @@ from shared.jobs.rows import new_row
 from shared.jobs.schemas import JobCreate, JobQuery, JobsPublic, JobsQuery
 from shared.jobs.status import JobStatus
 from shared.jobs.submit import build_job, submission_check, submit
+from shared.tenants.accounts import require_webhook_secret
 from shared.tenants.caps import check_queued_cap
 from shared.tenants.keys import JOBS_READ, JOBS_WRITE, MODELS_WRITE
 
@@ -35,6 +37,8 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     if jobtypes.get(body.type).model == "target":
         require(MODELS_WRITE)  # training registers a model
     job = build_job(body, settings=svc.settings, check_model=submission_check(svc, who))
+    if job.webhook is not None:
+        require_webhook_secret(svc.store.sessions, who.tenant_id)
     job.tenant_id = who.tenant_id
     check_queued_cap(svc, who.tenant_id, 1)
     new_row(job)  # its id and defaults now, so the answer is known before it is stored
@@ -63,6 +67,14 @@ def job_events(job_id: str) -> Response:
     parsed, _ = _owned_job(job_id)
     cursor = streams.Cursor.parse(request.headers.get("Last-Event-ID"))
     return streams.response(streams.job_events(services(), hub(), parsed, cursor))
+
+
+@bp.get("/<job_id>/webhook-deliveries")
+@requires(JOBS_READ)
+def webhook_deliveries(job_id: str) -> Response:
+    """Return the job's webhook deliveries, with every attempt of each."""
+    parsed, _ = _owned_job(job_id)
+    return jsonify({"data": deliveries_of(services(), parsed)})
 
 
 def _owned_job(job_id: str) -> tuple[uuid.UUID, dict[str, Any]]:

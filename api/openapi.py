@@ -76,6 +76,19 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("post", "/v1/jobs/{id}/cancel", "Cancel a job", (200, 202), "JobPublic"),
     Endpoint(
         "get",
+        "/v1/jobs/{id}/webhook-deliveries",
+        "The job's webhook deliveries, with every attempt",
+        response="WebhookDeliveries",
+    ),
+    Endpoint(
+        "post",
+        "/v1/webhooks/secret",
+        "Rotate the tenant's webhook signing secret (shown once)",
+        (201,),
+        "WebhookSecret",
+    ),
+    Endpoint(
+        "get",
         "/v1/jobs/{id}/events",
         "Stream a job's events (SSE): status, progress, text as decoded, then result",
         response=SSE,
@@ -139,6 +152,8 @@ SCHEMAS: list[type[BaseModel]] = [
     spec_models.ModelPublic,
     spec_models.ModelsPublic,
     spec_models.Health,
+    spec_models.WebhookDeliveries,
+    spec_models.WebhookSecret,
 ]
 
 

@@ -43,6 +43,11 @@ def batch_upload() -> type[BaseModel]:
         file=(Binary, ...),
         type=(Literal[names], ...),
         model=(str, Field("", max_length=128, description="The model every item runs on.")),
+        webhook=(str, Field("", max_length=2048, description="Where the batch's events go.")),
+        webhook_events_filter=(
+            str,
+            Field("", description="Comma-separated: start, progress, completed (default)."),
+        ),
     )
 
 
@@ -184,3 +189,37 @@ class Health(BaseModel):
 
     status: Literal["ok"]
     checks: dict[str, str] | SkipJsonSchema[None] = None
+
+
+class WebhookAttempt(BaseModel):
+    """One attempt to deliver an event: its answer or its error."""
+
+    attempt: int
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+class WebhookDeliveryPublic(BaseModel):
+    """One event for a job's webhook, and every attempt to deliver it."""
+
+    id: uuid.UUID = Field(description="Sent as ``webhook-id``; repeated by each retry.")
+    event: Literal["start", "progress", "completed"]
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: list[WebhookAttempt]
+    next_attempt_at: datetime | None
+    created_at: datetime
+
+
+class WebhookDeliveries(BaseModel):
+    """A job's webhook deliveries, oldest first."""
+
+    data: list[WebhookDeliveryPublic]
+
+
+class WebhookSecret(BaseModel):
+    """A new signing secret: shown this once."""
+
+    secret: str = Field(description="``whsec_`` and base64: give it to ``shared.webhooks.verify``.")

@@ -154,6 +154,17 @@ class Settings(BaseSettings):
     # Extra modules that register job types (tests register theirs this way).
     plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # Webhooks.
+    webhook_allow_http: bool = Field(False, description="Accept http:// webhook URLs too.")
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts or addresses exempt from the SSRF guard."
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, le=30, description="Connect and read timeout.")
+    webhook_max_response_bytes: int = Field(65_536, ge=0, description="Read of an answer, at most.")
+    webhook_backoff_s: float = Field(5.0, gt=0, description="Wait before the first retry.")
+    webhook_retry_for_s: float = Field(3600.0, gt=0, description="Retries stop after this.")
+    webhook_poll_s: float = Field(1.0, gt=0, description="How often the dispatcher looks.")
+
     @field_validator("rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
@@ -162,7 +173,7 @@ class Settings(BaseSettings):
         parse_many(value)  # a ValueError names what is wrong
         return value
 
-    @field_validator("plugins", "warm_models", mode="before")
+    @field_validator("plugins", "warm_models", "webhook_allow_hosts", mode="before")
     @classmethod
     def _split_plugins(cls, value: object) -> object:
         if isinstance(value, str):

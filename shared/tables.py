@@ -31,6 +31,7 @@ JsonType = JSON().with_variant(JSONB(), "postgresql")
 WAITING = "batch_id IS NOT NULL AND status = 'queued' AND published_at IS NULL"
 IN_FLIGHT = "batch_id IS NOT NULL AND published_at IS NOT NULL AND status IN ('queued', 'running')"
 EXPIRABLE = "batch_id IS NULL AND expired_at IS NULL AND finished_at IS NOT NULL"
+NOTIFY = "webhook IS NOT NULL AND (webhook_version IS NULL OR version > webhook_version)"
 
 
 class Job(Base):
@@ -68,6 +69,10 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When retention dropped its result (its row, status and timestamps stay).
     expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Where its events go, which ones, and the row version last turned into a delivery.
+    webhook: Mapped[str | None] = mapped_column(String(2048))
+    webhook_events: Mapped[list[str] | None] = mapped_column(JSON)
+    webhook_version: Mapped[int | None] = mapped_column(Integer)
     worker_id: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The running attempt must end by then, whatever its lease says.
@@ -99,6 +104,10 @@ class Job(Base):
             "tenant_id",
             postgresql_where=text(IN_FLIGHT),
             sqlite_where=text(IN_FLIGHT),
+        ),
+        # The webhook dispatcher's next jobs: changed since their last delivery.
+        Index(
+            "ix_jobs_webhook_due", "id", postgresql_where=text(NOTIFY), sqlite_where=text(NOTIFY)
         ),
         # Retention's next page: a tenant's finished jobs (not batch items) not yet expired.
         Index(
@@ -197,6 +206,11 @@ class Batch(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When retention expired it: its items' results go with it.
     expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    webhook: Mapped[str | None] = mapped_column(String(2048))
+    webhook_events: Mapped[list[str] | None] = mapped_column(JSON)
+    # What its webhook was last told ("started items-ended ended", e.g. "1 40 0"): compared
+    # whole in a conditional UPDATE, so two dispatchers never tell it twice.
+    webhook_state: Mapped[str | None] = mapped_column(String(64))
 
 
 class Lane(Base):
@@ -226,6 +240,8 @@ class Tenant(Base):
     max_queued: Mapped[int | None] = mapped_column(Integer)
     rate_limit: Mapped[str | None] = mapped_column(String(64))  # per key, e.g. "50/second"
     retention_days: Mapped[float | None] = mapped_column(Float)  # results and files kept
+    # Signs its webhooks (Standard Webhooks, "whsec_..."): shown once, at each rotation.
+    webhook_secret: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -260,3 +276,33 @@ class IdempotentResponse(Base):
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class WebhookDelivery(Base):
+    """One event of a job or batch for its webhook, with every attempt to deliver it."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("tenants.id"))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    event: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(String(2048))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # delivered, failed
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # When the next attempt is due; a dispatcher that takes it moves this past its timeout.
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )

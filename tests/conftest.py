@@ -58,6 +58,13 @@ TEST_SETTINGS: dict[str, Any] = {
     "rate_limit": "100000/second",
     # Event streams send a heartbeat after a second of quiet, so a test sees one.
     "sse_heartbeat_s": 1.0,
+    # Webhooks go to the tests' receiver on 127.0.0.2 over http, retried within seconds; every
+    # other loopback address stays refused (the SSRF tests listen on 127.0.0.1).
+    "webhook_allow_http": True,
+    "webhook_allow_hosts": ["127.0.0.2"],
+    "webhook_backoff_s": 1.0,
+    "webhook_timeout_s": 2.0,
+    "webhook_poll_s": 0.1,
 }
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared.data import retention
-from shared.delivery import lanes, pacer
+from shared.delivery import lanes, pacer, webhooks
 from shared.delivery.publish import Publisher
 from shared.jobs.reads import cutoff
 from shared.jobs.status import JobStatus
@@ -126,9 +126,10 @@ def run_forever(services: Services, stop: threading.Event) -> None:
     """Reconcile every ``reconcile_interval_s`` seconds until ``stop`` is set, logging errors.
 
     Every ``retention_sweep_s`` a pass also sweeps what retention expires (a bounded amount:
-    the next sweep goes on where this one stopped).
+    the next sweep goes on where this one stopped). Webhooks go out from a thread of their own.
     """
     next_sweep = time.monotonic()
+    webhooks.run_dispatcher(services, stop)
     while not stop.is_set():
         try:
             reconcile_once(services)

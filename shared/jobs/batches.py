@@ -15,7 +15,7 @@ from shared.config import Settings
 from shared.db import utcnow
 from shared.errors import FieldErrors, Gone, InputError, NotFound, PayloadTooLarge
 from shared.jobs import jobtypes, jsoninput
-from shared.jobs.schemas import Strict
+from shared.jobs.schemas import Strict, WebhookRequest
 from shared.jobs.status import TERMINAL, BatchStatus, JobStatus
 from shared.jobs.submit import ModelCheck, check_model_field, parse_model, validate_params
 from shared.services import Services
@@ -33,7 +33,7 @@ class BatchItem(Strict):
     params: dict[str, Any]
 
 
-class BatchCreate(Strict):
+class BatchCreate(WebhookRequest):
     """Body of ``POST /v1/batches`` (JSON form; JSONL uploads carry the items one per line)."""
 
     type: str = Field(min_length=1, max_length=64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -17,7 +17,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class JobCreate(Strict):
+WebhookEvent = Literal["start", "progress", "completed"]
+
+
+class WebhookRequest(Strict):
+    """Where a job's or batch's events go (``POST /v1/jobs`` and ``POST /v1/batches``)."""
+
+    webhook: str | None = Field(
+        None,
+        max_length=2048,
+        description="An https URL that gets the events, signed (Standard Webhooks).",
+    )
+    webhook_events_filter: list[WebhookEvent] | None = Field(
+        None, max_length=3, description="Which events: start, progress, completed (default)."
+    )
+
+
+class JobCreate(WebhookRequest):
     """Body of ``POST /v1/jobs``."""
 
     type: str = Field(min_length=1, max_length=64, examples=["text.generate"])

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from shared.config import Settings
+from shared.delivery.webhook_urls import check_url
 from shared.errors import FieldErrors, InputError
 from shared.jobs import jobtypes
 from shared.jobs.schemas import JobCreate
@@ -47,12 +48,16 @@ def build_job(body: JobCreate, *, settings: Settings, check_model: ModelCheck | 
     job_type = jobtypes.get(body.type)
     data = validate_params(job_type, body.params, settings)
     model = check_model_field(job_type, body.model, data, check_model)
+    if body.webhook is not None:
+        check_url(body.webhook, settings)
     return Job(
         type=job_type.name,
         model=model,
         params=data,
         priority=body.priority,
         max_attempts=settings.max_attempts,
+        webhook=body.webhook,
+        webhook_events=body.webhook_events_filter,
     )
 
 

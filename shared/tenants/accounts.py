@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.errors import InputError, NotFound
 from shared.tables import Tenant
+from shared.webhooks import new_secret
 
 NAME_MAX = 64
 
@@ -101,3 +103,23 @@ def check_rate_limit(value: str, field: str) -> str:
             f"{value!r} is not a rate limit such as '200/second;5000/minute'", field=field
         ) from None
     return value
+
+
+def rotate_webhook_secret(sessions: sessionmaker[Session], tenant_id: uuid.UUID) -> str:
+    """Give the tenant a new webhook signing secret and return it (shown only now)."""
+    secret = new_secret()
+    with sessions() as session:
+        session.execute(update(Tenant).where(Tenant.id == tenant_id).values(webhook_secret=secret))
+        session.commit()
+    return secret
+
+
+def require_webhook_secret(sessions: sessionmaker[Session], tenant_id: uuid.UUID) -> None:
+    """Raise InputError (on ``webhook``) unless the tenant can sign webhooks."""
+    with sessions() as session:
+        secret = session.scalar(select(Tenant.webhook_secret).where(Tenant.id == tenant_id))
+    if not secret:
+        raise InputError(
+            "the tenant has no webhook secret yet: create one with POST /v1/webhooks/secret",
+            field="webhook",
+        )
