@@ -11,6 +11,7 @@ postmaster's, so it is still counted, and never twice.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -112,3 +113,39 @@ class Meter:
         if self.roots:  # a measure of the client alone has no platform
             out[PLATFORM] = sum(v for k, v in out.items() if k not in (CLIENT, OTHER))
         return {k: round(v, 4) for k, v in out.items()}
+
+
+def tree_threads(root: int) -> int:
+    """Return how many threads a process tree runs now."""
+    children, count, stack = _children(), 0, [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        count += int(status.split("Threads:", 1)[1].split()[0])
+        stack.extend(children.get(pid, ()))
+    return count
+
+
+class PeakThreads:
+    """Samples a process tree's thread count while a ``with`` block runs; keeps the peak."""
+
+    def __init__(self, root: int, every_s: float = 0.2) -> None:
+        self.root, self.every_s, self.peak = root, every_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="peak-threads", daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak = max(self.peak, tree_threads(self.root))
+
+    def __enter__(self) -> PeakThreads:
+        self.peak = tree_threads(self.root)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -72,8 +72,9 @@ def text_batch(b: Bench) -> None:
     """Rows 4, 8 and 11: a text batch against the ceiling, under interactive text; batch sizes."""
     n, tokens = b.args.text_batch, b.args.max_tokens
     params = [e2e.text_params(i, tokens) for i in range(n)]
-    with cpu.Meter(b.platform()) as meter:
+    with cpu.Meter(b.platform()) as meter, cpu.PeakThreads(b.stack.roots(w="gen")["w"]) as peak:
         res = e2e.run_batch(b.client, "text.generate", b.models["small"], params)
+    _peak_row(b, f"{n:,}-item `small` text batch", peak.peak)
     results = e2e.batch_results(b.client, res["id"])
     rate = sum(r["completion_tokens"] for r in results) / res["seconds"]
     ceiling = b.report.raw["small_ceiling"]
@@ -110,13 +111,27 @@ def text_batch(b: Bench) -> None:
         )
 
 
+def _peak_row(b: Bench, what: str, peak: int) -> None:
+    """Row 11: the generate worker's peak thread count while a batch drained."""
+    b.report.row(
+        "11",
+        f"peak threads of the generate worker (its whole process tree) during the {what}",
+        f"{peak}",
+        f"its job threads: {THREADS}, one model-owner thread per loaded model",
+        None,
+        None,
+        what.split("-item")[0],
+    )
+
+
 def images(b: Bench) -> None:
     """Row 5: a bulk image batch against the in-process generator with PNG encoding."""
     n = b.args.images
     params = [{"n": 1, "seed": i} for i in range(n)]
     e2e.run_batch(b.client, "image.generate", b.models["image"], params[:THREADS])  # warm
-    with cpu.Meter(b.platform()) as meter:
+    with cpu.Meter(b.platform()) as meter, cpu.PeakThreads(b.stack.roots(w="gen")["w"]) as peak:
         res = e2e.run_batch(b.client, "image.generate", b.models["image"], params)
+    _peak_row(b, f"{n:,}-item image batch", peak.peak)
     ceiling = inprocess.image_rates(THREADS, min(n, CEILING_IMAGES))
     b.report.raw["images"] = {**res, **ceiling}
     png = ceiling["generator_png_images_per_s"]

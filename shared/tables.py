@@ -32,6 +32,7 @@ WAITING = "batch_id IS NOT NULL AND status = 'queued' AND published_at IS NULL"
 IN_FLIGHT = "batch_id IS NOT NULL AND published_at IS NOT NULL AND status IN ('queued', 'running')"
 EXPIRABLE = "batch_id IS NULL AND expired_at IS NULL AND finished_at IS NOT NULL"
 NOTIFY = "webhook IS NOT NULL AND (webhook_version IS NULL OR version > webhook_version)"
+NOTIFY_BATCH = "webhook IS NOT NULL AND (webhook_state IS NULL OR webhook_state <> 'ended')"
 
 
 class Job(Base):
@@ -211,6 +212,16 @@ class Batch(Base):
     # What its webhook was last told ("started items-ended ended", e.g. "1 40 0"): compared
     # whole in a conditional UPDATE, so two dispatchers never tell it twice.
     webhook_state: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        # The webhook dispatcher's batches: told of, and not yet told that they ended.
+        Index(
+            "ix_batches_webhook_due",
+            "id",
+            postgresql_where=text(NOTIFY_BATCH),
+            sqlite_where=text(NOTIFY_BATCH),
+        ),
+    )
 
 
 class Lane(Base):

@@ -14,6 +14,7 @@ depends_on = None
 
 NOTIFY = sa.text("webhook IS NOT NULL AND (webhook_version IS NULL OR version > webhook_version)")
 PENDING = sa.text("status = 'pending'")
+NOTIFY_BATCH = sa.text("webhook IS NOT NULL AND (webhook_state IS NULL OR webhook_state <> 'ended')")
 
 
 def upgrade() -> None:
@@ -29,6 +30,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('webhook_secret', sa.String(length=128), nullable=True))
     op.create_index('ix_jobs_webhook_due', 'jobs', ['id'],
                     postgresql_where=NOTIFY, sqlite_where=NOTIFY)
+    op.create_index('ix_batches_webhook_due', 'batches', ['id'],
+                    postgresql_where=NOTIFY_BATCH, sqlite_where=NOTIFY_BATCH)
     op.create_table('webhook_deliveries',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('tenant_id', sa.Uuid(), nullable=True),
@@ -56,6 +59,7 @@ def downgrade() -> None:
     op.drop_index('ix_webhook_deliveries_batch_id', table_name='webhook_deliveries')
     op.drop_index('ix_webhook_deliveries_job_id', table_name='webhook_deliveries')
     op.drop_table('webhook_deliveries')
+    op.drop_index('ix_batches_webhook_due', table_name='batches')
     op.drop_index('ix_jobs_webhook_due', table_name='jobs')
     with op.batch_alter_table('tenants', schema=None) as batch_op:
         batch_op.drop_column('webhook_secret')

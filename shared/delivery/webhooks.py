@@ -37,7 +37,7 @@ from shared.errors import InputError
 from shared.jobs.batches import batch_status
 from shared.jobs.reads import to_public
 from shared.jobs.status import BATCH_TERMINAL, TERMINAL, JobStatus
-from shared.tables import NOTIFY, Batch, Job, Tenant, WebhookDelivery
+from shared.tables import NOTIFY, NOTIFY_BATCH, Batch, Job, Tenant, WebhookDelivery
 from shared.webhooks import sign_headers
 
 if TYPE_CHECKING:
@@ -110,9 +110,7 @@ def _enqueue_batches(services: Services) -> int:
     created = 0
     with services.store.sessions() as session:
         batches = session.execute(
-            select(Batch.id, Batch.webhook_state)
-            .where(Batch.webhook.is_not(None), Batch.webhook_state.is_distinct_from("ended"))
-            .limit(PAGE)
+            select(Batch.id, Batch.webhook_state).where(text(NOTIFY_BATCH)).limit(PAGE)
         ).all()
     for batch_id, state in batches:
         view = batch_status(services, batch_id)

@@ -118,6 +118,34 @@ def test_deliveries_are_signed_and_verify(stack: Stack, receiver: Receiver) -> N
         verify(_secret(api), first["body"], first["headers"])
 
 
+def test_a_batch_tells_its_start_progress_and_end(stack: Stack, receiver: Receiver) -> None:
+    api = stack.client("hooked-batch")
+    secret = _secret(api)
+    items = [{"custom_id": str(i), "params": {"seconds": 0.2}} for i in range(6)]
+    body = {
+        "type": "test.sleep",
+        "items": items,
+        "webhook": receiver.url("/batch"),
+        "webhook_events_filter": ["start", "progress", "completed"],
+    }
+    resp = api.post("/v1/batches", json=body)
+    assert resp.status_code == 202, resp.text
+
+    def ended() -> list[dict[str, Any]] | None:
+        events = [verify(secret, r["body"], r["headers"]) for r in receiver.requests("/batch")]
+        return events if events and events[-1]["type"] == "batch.completed" else None
+
+    events = wait_for(ended, 60, 0.2, "the batch's last event")
+    types = [e["type"] for e in events]
+    assert types[0] == "batch.start" and types.count("batch.completed") == 1, types
+    assert set(types) <= {"batch.start", "batch.progress", "batch.completed"}
+    assert events[-1]["data"]["counts"]["succeeded"] == 6
+    done = [
+        sum(e["data"]["counts"][s] for s in ("succeeded", "failed", "canceled")) for e in events
+    ]
+    assert done == sorted(done), done  # told in order, never backwards
+
+
 def test_a_failing_receiver_is_retried_with_growing_gaps(stack: Stack, receiver: Receiver) -> None:
     api = stack.client("hooked-retry")
     secret = _secret(api)
@@ -125,8 +153,8 @@ def test_a_failing_receiver_is_retried_with_growing_gaps(stack: Stack, receiver:
     assert api.wait(job_id)["status"] == "succeeded"
 
     def delivered() -> dict[str, Any] | None:
-        (delivery,) = _deliveries(api, job_id)
-        return delivery if delivery["status"] == "delivered" else None
+        found = _deliveries(api, job_id)
+        return found[0] if found and found[0]["status"] == "delivered" else None
 
     delivery = wait_for(delivered, 60, 0.2, "the third attempt")
     assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 200]
