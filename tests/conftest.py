@@ -62,9 +62,9 @@ TEST_SETTINGS: dict[str, Any] = {
     # other loopback address stays refused (the SSRF tests listen on 127.0.0.1).
     "webhook_allow_http": True,
     "webhook_allow_hosts": ["127.0.0.2"],
-    "webhook_backoff_s": 1.0,
+    "webhook_backoff_s": 2.0,
     "webhook_timeout_s": 2.0,
-    "webhook_poll_s": 0.1,
+    "webhook_poll_s": 0.25,
 }
 
 
