@@ -52,9 +52,15 @@ def execute(
     missed = [i for i in job_ids if i not in outcomes]
     if missed:
         outcomes.update(_unclaimed(missed, services, in_order=in_order))
-    dropped = len(job_ids) - len(outcomes)
+    dropped = [str(i) for i in job_ids if i not in outcomes]
     if dropped:
-        log.info("%d of %d jobs not claimable; messages dropped", dropped, len(job_ids))
+        # The ids, so that a duplicate message can be traced to the job it repeated.
+        log.info(
+            "%d of %d jobs not claimable; messages dropped: %s",
+            len(dropped),
+            len(job_ids),
+            " ".join(dropped),
+        )
     if chunk and claimed:
         pacer.fill(services, claimed[0].job.tenant_id)
     return [outcomes.get(i, Outcome.DROPPED) for i in job_ids]

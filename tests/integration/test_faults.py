@@ -99,8 +99,10 @@ def test_a_lost_message_is_republished_while_the_queue_stays_busy(stack: Stack) 
     assert {j["status"] for j in jobs} == {"succeeded"}
     waiting = [j for j in jobs if j["created_at"] < done["started_at"] < j["started_at"]]
     assert waiting, "the lost job ran only once the queue had drained"
-    # Jobs whose messages were merely waiting their turn were never published twice.
-    assert "not claimable" not in stack.worker.child.log_text(offset)
+    # Jobs whose messages were merely waiting their turn were never published twice (a message
+    # a worker drops names its jobs; an earlier test's rescued jobs may be among them).
+    drops = [line for line in stack.worker.child.log_text(offset).splitlines() if "dropped" in line]
+    assert not [i for i in stream if any(i in line for line in drops)], drops
 
 
 def test_retries_back_off_and_keep_every_attempts_error(stack: Stack) -> None:

@@ -111,7 +111,8 @@ def test_a_canceled_batch_leaves_nothing_to_run(stack: Stack) -> None:
 def test_a_lost_chunk_is_republished_while_its_lane_is_busy(stack: Stack) -> None:
     batch_id = _batch(stack, 1500, 0.02)
     broker = redis_lib.Redis.from_url(stack.settings.broker_url)
-    lost = wait_for(lambda: broker.rpop(BATCH), 60, 0.01, "a chunk message to steal")
-    assert lost
+    # Queued behind the worker's own blocking pop: the next chunk the pacer sends is ours.
+    lost = broker.brpop([BATCH], timeout=60)
+    assert lost, "no chunk message to steal"
     final = _wait_batch(stack, batch_id)
     assert final["status"] == "completed" and final["counts"]["succeeded"] == 1500, final
