@@ -13,7 +13,6 @@ from api.auth import owned, principal, requires
 from api.idempotency import idempotent, pending
 from api.requests import json_body, path_uuid
 from shared.db import utcnow
-from shared.delivery.webhook_urls import check_url
 from shared.errors import InputError
 from shared.jobs.batches import (
     MAX_BYTES,
@@ -29,9 +28,8 @@ from shared.jobs.batches import (
 )
 from shared.jobs.schemas import WebhookRequest
 from shared.jobs.status import JobStatus
-from shared.jobs.submit import parse_model, submission_check
+from shared.jobs.submit import check_webhook, parse_model, submission_check
 from shared.tables import Batch
-from shared.tenants.accounts import require_webhook_secret
 from shared.tenants.caps import check_queued_cap
 from shared.tenants.keys import JOBS_READ, JOBS_WRITE
 
@@ -64,10 +62,8 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     if not type_:
         raise InputError("the batch needs a job type", field="type")
     batch = Batch(type=type_, model=model, item_count=0, tenant_id=who.tenant_id)
-    if hook.webhook is not None:
-        check_url(hook.webhook, svc.settings)
-        require_webhook_secret(svc.store.sessions, who.tenant_id)
-        batch.webhook, batch.webhook_events = hook.webhook, hook.webhook_events_filter
+    check_webhook(svc, who.tenant_id, hook.webhook)
+    batch.webhook, batch.webhook_events = hook.webhook, hook.webhook_events_filter
     rows = build_rows(batch, items, settings=svc.settings, check_model=submission_check(svc, who))
     check_queued_cap(svc, who.tenant_id, len(rows))
     batch.created_at, batch.cancel_requested = utcnow(), False  # known before it is stored

@@ -19,8 +19,7 @@ from shared.jobs.reads import to_public
 from shared.jobs.rows import new_row
 from shared.jobs.schemas import JobCreate, JobQuery, JobsPublic, JobsQuery
 from shared.jobs.status import JobStatus
-from shared.jobs.submit import build_job, submission_check, submit
-from shared.tenants.accounts import require_webhook_secret
+from shared.jobs.submit import build_job, check_webhook, submission_check, submit
 from shared.tenants.caps import check_queued_cap
 from shared.tenants.keys import JOBS_READ, JOBS_WRITE, MODELS_WRITE
 
@@ -37,8 +36,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     if jobtypes.get(body.type).model == "target":
         require(MODELS_WRITE)  # training registers a model
     job = build_job(body, settings=svc.settings, check_model=submission_check(svc, who))
-    if job.webhook is not None:
-        require_webhook_secret(svc.store.sessions, who.tenant_id)
+    check_webhook(svc, who.tenant_id, job.webhook)
     job.tenant_id = who.tenant_id
     check_queued_cap(svc, who.tenant_id, 1)
     new_row(job)  # its id and defaults now, so the answer is known before it is stored

@@ -17,6 +17,7 @@ from shared.jobs import jobtypes
 from shared.jobs.schemas import JobCreate
 from shared.services import Services
 from shared.tables import Dataset, Job
+from shared.tenants.accounts import require_webhook_secret
 from shared.tenants.idempotency import Claim
 from shared.tenants.keys import Principal
 
@@ -43,13 +44,18 @@ def parse_model(schema: type[BaseModel], data: Any, prefix: str = "") -> BaseMod
         raise field_errors(exc, prefix) from None
 
 
+def check_webhook(services: Services, tenant_id: uuid.UUID, url: str | None) -> None:
+    """Refuse (422 on ``webhook``) a URL the SSRF guard refuses, or a tenant with no secret."""
+    if url is not None:
+        check_url(url, services.settings)
+        require_webhook_secret(services.store.sessions, tenant_id)
+
+
 def build_job(body: JobCreate, *, settings: Settings, check_model: ModelCheck | None = None) -> Job:
     """Validate one job request completely and return an unsaved job row."""
     job_type = jobtypes.get(body.type)
     data = validate_params(job_type, body.params, settings)
     model = check_model_field(job_type, body.model, data, check_model)
-    if body.webhook is not None:
-        check_url(body.webhook, settings)
     return Job(
         type=job_type.name,
         model=model,
