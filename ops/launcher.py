@@ -29,6 +29,7 @@ STOP_GRACE_S = 15.0
 STAYED_UP_S = 60.0  # a child up this long has recovered: its restart backoff starts over
 CELERY_READY = " ready."
 GUNICORN_READY = "Booting worker"
+TRAIN_SLOTS = 2  # trainings the one-machine stack runs at once
 
 
 @dataclass
@@ -133,7 +134,9 @@ def gpu_env(settings: Settings, gpu: str | None) -> dict[str, str]:
 def stack_specs(settings: Settings, *, generate_threads: int | None = None) -> list[ProcessSpec]:
     """Return the processes of a one-machine stack: API, a generate and a train worker, reconciler.
 
-    Two workers, so that generation is never stuck behind a long training job.
+    Two workers, so that generation is never stuck behind a long training job; the train
+    worker runs two trainings at once, so the default models train side by side on first start
+    and a tenant's training never waits for the whole of a long one.
     """
     threads = generate_threads or settings.generate_threads
     return [
@@ -145,7 +148,7 @@ def stack_specs(settings: Settings, *, generate_threads: int | None = None) -> l
         ),
         ProcessSpec(
             "train",
-            worker_command(queues="train", concurrency=1, name="train@%h"),
+            worker_command(queues="train", concurrency=TRAIN_SLOTS, name="train@%h"),
             ready_line=CELERY_READY,
         ),
         ProcessSpec("reconciler", reconciler_command()),

@@ -170,11 +170,16 @@ class ModelVersion(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     config: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
-    # Unique: a training job re-run after a crash registers its version once.
-    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, unique=True)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # The epochs trained when the job registered it: a job registers interim versions as it
+    # trains, and a job re-run after a crash registers each of them once (the unique pair).
+    job_epochs: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (UniqueConstraint("model_id", "version", name="uq_model_version"),)
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", name="uq_model_version"),
+        UniqueConstraint("job_id", "job_epochs", name="uq_model_version_job_epochs"),
+    )
 
 
 class Dataset(Base):

@@ -183,9 +183,17 @@ class JobContext:
         return self._services.artifacts.get(row.artifact_id)[1]
 
     def register_model(
-        self, model_file: Path, kind: str, config: dict[str, Any], metrics: dict[str, Any]
+        self,
+        model_file: Path,
+        kind: str,
+        config: dict[str, Any],
+        metrics: dict[str, Any],
+        epochs: int = 0,
     ) -> ResolvedModel:
-        """Store a trained model file and register it as the next version of the job's model."""
+        """Store a trained model file and register it as the next version of the job's model.
+
+        A job registers one version per count of epochs trained, however often it is re-run.
+        """
         artifact = self.save_artifact(
             "model", "application/octet-stream", model_file.read_bytes(), ".keras"
         )
@@ -198,6 +206,7 @@ class JobContext:
             metrics=metrics,
             job_id=self.job.id,
             tenant_id=self.tenant_id,
+            job_epochs=epochs,
         )
 
     @contextmanager

@@ -43,6 +43,13 @@ class TrainParams(Params):
     epochs: int = Field(3, ge=1, le=500)
     batch_size: int = Field(64, ge=1, le=4096)
     validation_split: float = Field(0.1, gt=0, lt=0.5)
+    version_every: int | None = Field(
+        None,
+        ge=1,
+        le=500,
+        description="Also register a version after the first epoch and then every this many "
+        "epochs, so a usable model exists early while training goes on.",
+    )
 
 
 class TextTrainParams(TrainParams):
@@ -56,6 +63,13 @@ class TextTrainParams(TrainParams):
     seq_len: int | None = Field(None, ge=4, le=512)
     batch_size: int | None = Field(None, ge=1, le=4096, description="Default: the preset's.")
     max_chars: int = Field(2_000_000, ge=1_000, le=50_000_000)
+    epoch_chars: int | None = Field(
+        None,
+        ge=1_000,
+        le=50_000_000,
+        description="Characters per epoch, each epoch the next slice of the shuffled corpus; "
+        "default: the whole corpus.",
+    )
 
 
 class ImageTrainParams(TrainParams):

@@ -182,16 +182,24 @@ class ModelRegistry:
         metrics: dict[str, Any],
         job_id: uuid.UUID | None,
         tenant_id: uuid.UUID | None = None,
+        job_epochs: int = 0,
     ) -> ResolvedModel:
         """Add a ready version (numbered max + 1) to the tenant's own model, created if new.
 
-        A job registers at most one version. A model created by the system (``tenant_id``
-        None) is shared; one created by a tenant stays private until an admin publishes it.
+        A job registers at most one version per count of epochs trained. A model created by the
+        system (``tenant_id`` None) is shared; one created by a tenant stays private until an admin publishes it.
         """
         for _ in range(5):
             try:
                 done = self._register_once(
-                    name, kind, config, artifact_id, sha256, metrics, job_id, tenant_id
+                    name,
+                    kind,
+                    config,
+                    artifact_id,
+                    sha256,
+                    metrics,
+                    (job_id, job_epochs),
+                    tenant_id,
                 )
             except IntegrityError:
                 continue  # another trainer took the same number or created the model first
@@ -209,13 +217,18 @@ class ModelRegistry:
         artifact_id: uuid.UUID,
         sha256: str,
         metrics: dict[str, Any],
-        job_id: uuid.UUID | None,
+        by_job: tuple[uuid.UUID | None, int],
         tenant_id: uuid.UUID | None,
     ) -> ResolvedModel:
+        job_id, job_epochs = by_job
         with self.sessions() as session:
             done = None
             if job_id is not None:
-                done = session.scalar(select(ModelVersion).where(ModelVersion.job_id == job_id))
+                done = session.scalar(
+                    select(ModelVersion).where(
+                        ModelVersion.job_id == job_id, ModelVersion.job_epochs == job_epochs
+                    )
+                )
             model = session.scalar(select(Model).where(Model.name == name))
             if done is None:
                 if model is None:
@@ -236,6 +249,7 @@ class ModelRegistry:
                     config=config,
                     metrics=metrics,
                     job_id=job_id,
+                    job_epochs=job_epochs if job_id is not None else None,
                     status="ready",
                 )
                 session.add(done)

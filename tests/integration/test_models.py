@@ -199,12 +199,38 @@ def test_evicting_a_model_never_strands_its_requests(
 
 
 def test_image_training_reports_losses_and_a_sample_grid(stack: Stack) -> None:
-    job = _train(stack, "image", "tiny-image-grid", dict(TINY_IMAGE, epochs=2))
+    params = dict(TINY_IMAGE, epochs=3, version_every=2)
+    job = _train(stack, "image", "tiny-image-grid", params)
     progress = job["progress"]
-    assert progress["epoch"] == 2 and progress["d_loss"] is not None
+    assert progress["epoch"] == 3 and progress["d_loss"] is not None
+    assert [h["epoch"] for h in progress["history"]] == [1, 2, 3]
+    assert all(h["d_loss"] is not None and h["g_loss"] is not None for h in progress["history"])
+    # Interim versions after epochs 1 and 2 (every 2), and the final one after epoch 3.
+    assert [v["epochs"] for v in progress["versions"]] == [1, 2]
+    model = stack.api.get("/v1/models/tiny-image-grid").json()
+    assert [v["metrics"]["epochs"] for v in model["versions"]] == [3, 2, 1]
+    assert job["result"]["model"] == "tiny-image-grid:3"
     grid = stack.api.get(progress["grid"]["url"])
     assert grid.status_code == 200
     assert Image.open(io.BytesIO(grid.content)).size == (64, 64)  # 4 x 4 samples of 16 px
+
+
+def test_text_training_in_short_epochs_registers_versions_as_it_goes(stack: Stack) -> None:
+    params = dict(TINY_TEXT, epochs=5, max_chars=60_000, epoch_chars=10_000, version_every=2)
+    job = _train(stack, "text", "interim-text", params)
+    progress = job["progress"]
+    # 54,000 training characters make 3,374 windows of 16; a sixth of them is 562 windows,
+    # 18 steps of 32 (a whole epoch would be 106 steps).
+    assert progress["steps_per_epoch"] == 18
+    history = progress["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
+    assert all(h["loss"] is not None and h["val_loss"] is not None for h in history)
+    assert [v["epochs"] for v in progress["versions"]] == [1, 2, 4]
+    model = stack.api.get("/v1/models/interim-text").json()
+    assert [v["metrics"]["epochs"] for v in model["versions"]] == [5, 4, 2, 1]
+    assert job["result"]["model"] == "interim-text:4"
+    # An interim version generates like a final one.
+    _generate_text(stack, "interim-text:1", seed=1)
 
 
 def test_cancel_during_training(stack: Stack) -> None:

@@ -6,10 +6,12 @@ import json
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from shared.errors import JobCanceled
+from shared.jobs.params import TrainParams
 from worker.context import JobContext
 
 STATE_FILE = "state.json"
@@ -29,6 +31,23 @@ def write_checkpoint_state(workdir: Path, state: dict[str, Any]) -> None:
     tmp = workdir / f".{STATE_FILE}.tmp"
     tmp.write_text(json.dumps(state))
     tmp.replace(workdir / STATE_FILE)
+
+
+def version_due(epochs_done: int, params: TrainParams) -> bool:
+    """Return whether an interim version is registered after epochs_done (not the last epoch)."""
+    every = params.version_every
+    if every is None or epochs_done >= params.epochs:
+        return False  # the final version is registered when the job ends
+    return epochs_done == 1 or epochs_done % every == 0
+
+
+def version_note(registered: dict[str, Any]) -> dict[str, Any]:
+    """Return what a training job's progress says of a version it registered, and when."""
+    return {
+        "model": registered["model"],
+        "epochs": registered["metrics"]["epochs"],
+        "at": datetime.now(UTC).isoformat(),
+    }
 
 
 def finite(value: float) -> float | None:

@@ -52,27 +52,40 @@ def train(ctx: JobContext, params: ImageTrainParams) -> dict[str, Any]:
         raise InputError("the dataset needs at least 2 images", field="params.dataset_id")
     gan, start = _gan_for(ctx, cfg)
     losses: dict[str, Any] = {}
+    history: list[dict[str, Any]] = []  # one entry per epoch, for the training curves
+    versions: list[dict[str, Any]] = []  # the interim versions registered so far
     for epoch in range(start, params.epochs):
-        losses = _run_epoch(ctx, gan, images, params, epoch)
+        losses = _run_epoch(ctx, gan, images, params, epoch, history)
         if ctx.should_stop():
             raise JobCanceled("canceled")
         _checkpoint(ctx, gan, cfg, epoch + 1)
-        grid = _sample_grid(ctx, gan)
+        history.append({"epoch": epoch + 1, **losses})
+        if common.version_due(epoch + 1, params):
+            interim = _register(ctx, gan, cfg, losses, epoch + 1, "interim.keras")
+            versions.append(common.version_note(interim))
         ctx.progress(
             {
                 "epoch": epoch + 1,
                 "epochs": params.epochs,
                 **losses,
-                "grid": grid,
+                "grid": _sample_grid(ctx, gan),
                 "fraction": (epoch + 1) / params.epochs,
+                "history": history,
+                "versions": versions,
             },
             force=True,
         )
-    return {**_finish(ctx, gan, cfg, losses, params), "resumed_from_epoch": start}
+    final = _register(ctx, gan, cfg, losses, params.epochs, "final.keras")
+    return {**final, "resumed_from_epoch": start}
 
 
 def _run_epoch(
-    ctx: JobContext, gan: Any, images: np.ndarray, params: ImageTrainParams, epoch: int
+    ctx: JobContext,
+    gan: Any,
+    images: np.ndarray,
+    params: ImageTrainParams,
+    epoch: int,
+    history: list[dict[str, Any]],
 ) -> dict[str, Any]:
     steps = max(len(images) // min(params.batch_size, len(images)), 1)
     started = time.monotonic()
@@ -91,6 +104,7 @@ def _run_epoch(
                 "images_per_s": rate,
                 "fraction": (epoch + done) / params.epochs,
                 "eta_s": (params.epochs - epoch - done) * steps * params.batch_size / rate,
+                "history": history,
             }
         )
 
@@ -136,13 +150,14 @@ def _sample_grid(ctx: JobContext, gan: Any) -> dict[str, Any]:
     return ctx.save_artifact("sample_grid", "image/png", encode_png(grid), ".png")
 
 
-def _finish(
-    ctx: JobContext, gan: Any, cfg: Any, losses: dict[str, Any], params: ImageTrainParams
+def _register(
+    ctx: JobContext, gan: Any, cfg: Any, losses: dict[str, Any], epochs: int, filename: str
 ) -> dict[str, Any]:
+    """Save the generator and register it as the job's model's next version."""
     from worker.ml.persist import save_model
 
-    final = ctx.workdir / "final.keras"
-    save_model(gan.generator, final)
-    metrics = {**losses, "epochs": params.epochs}
-    version = ctx.register_model(final, "image", {"image": asdict(cfg)}, metrics)
+    path = ctx.workdir / filename
+    save_model(gan.generator, path)
+    metrics = {**losses, "epochs": epochs}
+    version = ctx.register_model(path, "image", {"image": asdict(cfg)}, metrics, epochs)
     return {"model": version.ref, "metrics": metrics}

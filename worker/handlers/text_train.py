@@ -51,6 +51,7 @@ def train(ctx: JobContext, params: TextTrainParams) -> dict[str, Any]:
         raise InputError(
             "the text is too short for this seq_len and validation split", field="params.dataset_id"
         )
+    windows = _windows_per_epoch(params, len(x), len(corpus))
     tm.train_text(
         model,
         x,
@@ -61,12 +62,21 @@ def train(ctx: JobContext, params: TextTrainParams) -> dict[str, Any]:
         batch_size=cfg.batch_size,
         initial_epoch=start_epoch,
         learning_rate=cfg.learning_rate,
-        callbacks=_callbacks(ctx, params, model, cfg, len(x), tokenizer),
+        callbacks=_callbacks(ctx, params, model, cfg, windows or len(x), tokenizer),
+        windows_per_epoch=windows,
     )
     if ctx.should_stop():
         raise JobCanceled("canceled")
     result = _finish(ctx, model, tokenizer, cfg, tm.bits_per_token(model, xv, yv), params)
     return {**result, "resumed_from_epoch": start_epoch}
+
+
+def _windows_per_epoch(params: TextTrainParams, n_windows: int, n_chars: int) -> int | None:
+    """Return the training windows of one epoch of epoch_chars, or None for the whole corpus."""
+    if params.epoch_chars is None or params.epoch_chars >= n_chars:
+        return None
+    # In proportion to the corpus, so it holds for word tokens as for characters.
+    return max(round(n_windows * params.epoch_chars / n_chars), 1)
 
 
 def _model_for(ctx: JobContext, params: TextTrainParams, corpus: str, tm: Any) -> tuple:
@@ -101,19 +111,27 @@ def _callbacks(
     from worker.ml.persist import save_model
 
     steps = math.ceil(n_windows / cfg.batch_size)
+    versions: list[dict[str, Any]] = []  # the interim versions registered so far
 
     def report(data: dict[str, Any]) -> None:
         done = data.get("epoch", 0) + data.get("step", 0) / steps  # step counts from 1
         fraction = min(done / params.epochs, 1)
         ctx.progress(
-            {**data, "epochs": params.epochs, "fraction": fraction, "pid": os.getpid()},
+            {
+                **data,
+                "epochs": params.epochs,
+                "fraction": fraction,
+                "pid": os.getpid(),
+                "versions": versions,
+            },
             force=bool(data.get("val_loss") is not None),
         )
 
-    def save(epoch: int) -> None:
+    def save(epoch: int, logs: dict[str, Any]) -> None:
         if ctx.should_stop():
             return  # a stopped epoch is incomplete: keep the previous checkpoint
-        sha = save_model(model, ctx.workdir / "checkpoint.keras")
+        path = ctx.workdir / "checkpoint.keras"
+        sha = save_model(model, path)
         common.write_checkpoint_state(
             ctx.workdir,
             {
@@ -124,6 +142,11 @@ def _callbacks(
                 "saved_at": time.time(),
             },
         )
+        if common.version_due(epoch + 1, params):
+            bits = logs.get("val_loss", float("nan")) / math.log(2)
+            versions.append(
+                common.version_note(_register(ctx, path, tokenizer, cfg, bits, epoch + 1))
+            )
 
     progress = ProgressCallback(report, PROGRESS_INTERVAL_S, steps, cfg.batch_size, cfg.seq_len)
     checkpoint = CheckpointCallback(save)
@@ -143,13 +166,20 @@ def _finish(
 
     final = ctx.workdir / "final.keras"
     save_model(model, final)
+    return _register(ctx, final, tokenizer, cfg, bits, params.epochs)
+
+
+def _register(
+    ctx: JobContext, path: Any, tokenizer: Tokenizer, cfg: Any, bits: float, epochs: int
+) -> dict[str, Any]:
+    """Register the model file at path as the job's model's next version."""
     metric = "bits_per_char" if tokenizer.kind == "char" else "bits_per_token"
     metrics = {
         "val_loss": common.finite(bits * math.log(2)),
         metric: common.finite(bits),
-        "epochs": params.epochs,
+        "epochs": epochs,
         "vocab_size": tokenizer.vocab_size,
     }
     config = {"text": asdict(cfg), "tokenizer": tokenizer.to_json()}
-    version = ctx.register_model(final, "text", config, metrics)
+    version = ctx.register_model(path, "text", config, metrics, epochs)
     return {"model": version.ref, "metrics": metrics}

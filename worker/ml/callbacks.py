@@ -9,7 +9,11 @@ import keras
 
 
 class ProgressCallback(keras.callbacks.Callback):
-    """Report training progress at most every min_interval_s, and at every epoch end."""
+    """Report training progress at most every min_interval_s, and at every epoch end.
+
+    Every report carries ``history``, one entry per finished epoch (loss and val_loss), so a
+    reader can draw the training curves from the latest progress alone.
+    """
 
     def __init__(
         self,
@@ -29,6 +33,7 @@ class ProgressCallback(keras.callbacks.Callback):
         self._epoch = 0
         self._epoch_start = 0.0
         self._last_report = 0.0
+        self.history: list[dict[str, float | int | None]] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         """Start timing an epoch."""
@@ -46,7 +51,15 @@ class ProgressCallback(keras.callbacks.Callback):
         """Always report at the end of an epoch, with val_loss when there is one."""
         now = time.monotonic()
         self._last_report = now
-        self.report(self._payload(self.steps_per_epoch, logs or {}, now, epoch_end=True))
+        logs = logs or {}
+        self.history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": _float(logs.get("loss")),
+                "val_loss": _float(logs.get("val_loss")),
+            }
+        )
+        self.report(self._payload(self.steps_per_epoch, logs, now, epoch_end=True))
 
     def _payload(self, step: int, logs: dict, now: float, epoch_end: bool = False) -> dict:
         """Return the progress dict for step steps done in the current epoch."""
@@ -64,6 +77,7 @@ class ProgressCallback(keras.callbacks.Callback):
             "val_loss": _float(val_loss),
             self.rate_key: step * self.items_per_step / elapsed,
             "eta_s": steps_left * s_per_step,
+            "history": list(self.history),
         }
 
 
@@ -88,12 +102,12 @@ class CancelCallback(keras.callbacks.Callback):
 
 
 class CheckpointCallback(keras.callbacks.Callback):
-    """Call save(epoch) at the end of every epoch."""
+    """Call save(epoch, logs) at the end of every epoch."""
 
-    def __init__(self, save: Callable[[int], None]):
+    def __init__(self, save: Callable[[int, dict], None]):
         super().__init__()
         self.save = save
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Save a checkpoint for the finished epoch."""
-        self.save(epoch)
+        self.save(epoch, logs or {})

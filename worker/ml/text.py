@@ -102,23 +102,60 @@ def train_text(
     initial_epoch: int = 0,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     learning_rate: float = 1e-3,
+    windows_per_epoch: int | None = None,
 ) -> keras.callbacks.History:
-    """Fit model with plain model.fit, compiling it first unless already compiled."""
+    """Fit model with plain model.fit, compiling it first unless already compiled.
+
+    With windows_per_epoch, each epoch trains on the next slice of a shuffled order of the
+    windows instead of on all of them: short epochs, so progress (and interim versions) come
+    early on a large corpus.
+    """
     # Recompiling would throw away Adam's moments when training is resumed in-process.
     if not getattr(model, "compiled", False):
         compile_text_model(model, learning_rate)
     has_val = x_val is not None and y_val is not None and len(x_val) > 0
+    if windows_per_epoch is None:
+        data: dict = {"x": x_train, "y": y_train, "batch_size": batch_size, "shuffle": True}
+    else:
+        slices = WindowSlices(x_train, y_train, batch_size, windows_per_epoch, initial_epoch)
+        data = {"x": slices, "shuffle": False}
     return model.fit(
-        x_train,
-        y_train,
+        **data,
         validation_data=(x_val, y_val) if has_val else None,
+        validation_batch_size=batch_size,
         epochs=epochs,
-        batch_size=batch_size,
         initial_epoch=initial_epoch,
         callbacks=list(callbacks),
-        shuffle=True,
         verbose=0,
     )
+
+
+class WindowSlices(keras.utils.PyDataset):
+    """Training windows served a slice per epoch, going round one seeded shuffled order."""
+
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, batch_size: int, windows: int, start_epoch: int
+    ):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.order = np.random.default_rng(0).permutation(len(x))
+        self.steps = max(math.ceil(min(windows, len(x)) / batch_size), 1)
+        # A resumed job continues where its last finished epoch left off.
+        self.offset = start_epoch * self.steps * batch_size
+
+    def __len__(self) -> int:
+        """Return the steps of one epoch."""
+        return self.steps
+
+    def __getitem__(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return the batch of a step of the current epoch."""
+        start = self.offset + step * self.batch_size
+        idx = self.order[np.arange(start, start + self.batch_size) % len(self.order)]
+        return self.x[idx], self.y[idx]
+
+    def on_epoch_end(self) -> None:
+        """Move on to the next slice."""
+        self.offset += self.steps * self.batch_size
 
 
 def bits_per_token(model: keras.Model, x_val: np.ndarray, y_val: np.ndarray) -> float:

@@ -30,7 +30,7 @@ def test_progress_checkpoint_and_cancel(small_data, char_tokenizer) -> None:
         *small_data,
         epochs=2,
         batch_size=BATCH,
-        callbacks=[progress, CheckpointCallback(saved.append)],
+        callbacks=[progress, CheckpointCallback(lambda epoch, _: saved.append(epoch))],
     )
     assert saved == [0, 1]
     assert len(reports) == 2 * (4 + 1)  # every batch (interval 0) plus each epoch end

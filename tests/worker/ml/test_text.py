@@ -10,6 +10,7 @@ import pytest
 from worker.ml.text import (
     PRESETS,
     TextGenerator,
+    WindowSlices,
     bits_per_char,
     build_text_model,
     make_windows,
@@ -171,3 +172,21 @@ def test_requests_in_one_bucket_reuse_the_compiled_loop(generator, char_tokenize
         prompt = char_tokenizer.encode("abcdefghijklmnop"[:length])
         assert len(generator.generate([prompt], [n], [0.8], [k], [length])[0]) == n
     assert generator.trace_count == before
+
+
+def test_window_slices_go_round_the_windows_a_slice_per_epoch() -> None:
+    x = np.arange(10)[:, None]
+    slices = WindowSlices(x, x + 100, batch_size=2, windows=4, start_epoch=0)
+    assert len(slices) == 2
+    epochs = []
+    for _ in range(5):  # 5 epochs of 4 windows: twice round the 10 windows
+        seen = [int(v) for step in range(len(slices)) for v in slices[step][0][:, 0]]
+        assert [int(v) for step in range(len(slices)) for v in slices[step][1][:, 0]] == [
+            v + 100 for v in seen
+        ]
+        epochs.append(seen)
+        slices.on_epoch_end()
+    flat = [v for seen in epochs for v in seen]
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:]) == list(range(10))
+    resumed = WindowSlices(x, x + 100, batch_size=2, windows=4, start_epoch=3)
+    assert [int(v) for step in range(2) for v in resumed[step][0][:, 0]] == epochs[3]
