@@ -10,7 +10,8 @@ publishes there what must not wait behind the lane's backlog again (a lost messa
 job, a retry whose backoff has passed, a failed publish).
 
 The broker hands out a lane's messages in order, so once a job published at ``t`` has been
-claimed, every job of that lane published well before ``t`` should have been claimed too. One
+claimed, every job of that lane published well before ``t`` (``REORDER_S``) should have been
+claimed too. One
 still queued has lost its message; the reconciler re-publishes it even while the lane is busy.
 """
 
@@ -26,6 +27,11 @@ from shared.jobs import jobtypes
 from shared.tables import Job, Lane
 
 REDO = ".redo"
+# How far apart two jobs' publish stamps may be and still reach the broker out of order: a job
+# is stamped at insert and sent after its commit, from several API processes (and the embedded
+# broker orders messages by the millisecond only). Only a job stamped this much before one
+# already claimed counts as lost; a smaller margin re-publishes jobs merely waiting their turn.
+REORDER_S = 3.0
 INTERACTIVE, BATCH, TRAIN = "interactive", "batch", "train"
 # The lanes a worker of each job-type family reads, first to last.
 FAMILY_LANES: dict[str, tuple[str, ...]] = {"generate": (INTERACTIVE, BATCH), "train": (TRAIN,)}
@@ -54,6 +60,11 @@ def consume_order(families: str) -> str:
     """
     names = [n for n in families.split(",") if n]
     return ",".join(q for name in names for lane in FAMILY_LANES[name] for q in (redo(lane), lane))
+
+
+def all_lanes() -> list[str]:
+    """Return every lane, in the order the workers of each family read them."""
+    return [lane for lanes in FAMILY_LANES.values() for lane in lanes]
 
 
 def all_queues() -> list[str]:

@@ -16,6 +16,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from shared.data import retention
@@ -86,7 +87,8 @@ def publish_due(store: JobStore, publisher: Publisher) -> int:
 
 
 def _republish_lost(store: JobStore, publisher: Publisher, republish_after_s: float) -> int:
-    marks = lanes.watermarks(store.sessions)
+    margin = timedelta(seconds=lanes.REORDER_S)
+    marks = {lane: at - margin for lane, at in lanes.watermarks(store.sessions).items()}
     depth: dict[str, int | None] = {}
     lost = []
     for job in store.published_before(cutoff(republish_after_s)):
