@@ -187,7 +187,8 @@ class ModelRegistry:
         """Add a ready version (numbered max + 1) to the tenant's own model, created if new.
 
         A job registers at most one version per count of epochs trained. A model created by the
-        system (``tenant_id`` None) is shared; one created by a tenant stays private until an admin publishes it.
+        system (``tenant_id`` None) is shared; one created by a tenant stays private until an
+        admin publishes it.
         """
         for _ in range(5):
             try:
