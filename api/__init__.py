@@ -22,9 +22,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         artifacts,
         auth,
         batches,
+        console,
         datasets,
+        fleet,
         health,
         jobs,
+        metrics,
         models,
         openapi,
         problems,
@@ -44,9 +47,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     problems.init_app(app)
     auth.init_app(app)
     ratelimit.init_app(app, settings)  # after auth: it counts per key
-    for module in (jobs, batches, artifacts, datasets, models, webhooks, health, openapi):
+    for module in (jobs, batches, artifacts, datasets, models, webhooks, health, openapi, console):
         app.register_blueprint(module.bp)
+    app.register_blueprint(fleet.bp)
     app.wsgi_app = Deadlines(app.wsgi_app, settings.api_request_timeout_s)  # type: ignore[method-assign]
+    metrics.init_app(app)  # outside the deadline: it counts the deadline's answers too
     return app
 
 

@@ -2,7 +2,8 @@
 
 The key is checked before the body is read, so a request without a valid key stores nothing:
 401 with ``WWW-Authenticate`` when it is missing, unknown or revoked; 403 when it lacks the
-endpoint's scope. Health checks and the OpenAPI document need no key.
+endpoint's scope. Health checks, the OpenAPI document, the metrics and the console's files need
+no key.
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ from shared.errors import Forbidden, NotFound, Unauthenticated
 from shared.tenants.keys import LOCAL_TENANT, Principal
 
 F = TypeVar("F", bound=Callable[..., Any])
-OPEN_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "openapi.openapi_json"})
+# The console's files are open too: they hold no data, and their calls to the API carry the key.
+OPEN_ENDPOINTS = frozenset(
+    {
+        "health.healthz",
+        "health.readyz",
+        "openapi.openapi_json",
+        "metrics.metrics",
+        "console.index",
+        "console.config",
+        "console.static",
+    }
+)
 
 
 def init_app(app: Flask) -> None:

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context, ur
 from api import deadline, services, streams
 from api.auth import owned, principal, requires
 from api.idempotency import idempotent, pending
+from api.metrics import accepted
 from api.requests import json_body, path_uuid
 from shared.db import utcnow
 from shared.errors import InputError
@@ -70,6 +71,7 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     public = batch_view(batch, {JobStatus.QUEUED: len(rows)}, None)
     headers = {"Location": url_for("batches.get_batch", batch_id=str(batch.id))}
     submit_batch(svc, batch, rows, claim=pending(202, public, headers))
+    accepted(batch.type, len(rows))
     return jsonify(public), 202, headers
 
 

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from api import deadline, hub, services, streams
 from api.auth import owned, principal, require, requires
 from api.idempotency import idempotent, pending
+from api.metrics import accepted
 from api.requests import json_body, path_uuid, query
 from shared.delivery.webhooks import deliveries_of
 from shared.errors import NotFound
@@ -42,6 +43,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     new_row(job)  # its id and defaults now, so the answer is known before it is stored
     public, headers = to_public(job), {"Location": url_for("jobs.get_job", job_id=str(job.id))}
     submit(svc, [job], claim=pending(202, public, headers))
+    accepted(job.type)
     return jsonify(public), 202, headers
 
 

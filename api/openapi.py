@@ -29,6 +29,7 @@ from shared.jobs.schemas import (
     ModelUpdate,
     Problem,
 )
+from shared.observe.fleet import FleetPublic
 
 bp = Blueprint("openapi", __name__)
 
@@ -67,6 +68,7 @@ class Endpoint:
     body: dict[str, str] = field(default_factory=dict)
     query: type[BaseModel] | None = None
     headers: tuple[dict[str, Any], ...] = ()
+    redirect: str | None = None  # what a 307 instead of the body points to, if one may come
 
 
 ENDPOINTS: list[Endpoint] = [
@@ -94,7 +96,13 @@ ENDPOINTS: list[Endpoint] = [
         response=SSE,
         headers=(LAST_EVENT_ID,),
     ),
-    Endpoint("get", "/v1/artifacts/{id}", "Download an artifact", response="*/*"),
+    Endpoint(
+        "get",
+        "/v1/artifacts/{id}",
+        "Download an artifact",
+        response="*/*",
+        redirect="A short-lived presigned URL of the file (AIGC_ARTIFACT_SERVE=redirect)",
+    ),
     Endpoint(
         "post",
         "/v1/batches",
@@ -135,8 +143,15 @@ ENDPOINTS: list[Endpoint] = [
         response="ModelPublic",
         body={JSON: "ModelUpdate"},
     ),
+    Endpoint(
+        "get",
+        "/v1/fleet",
+        "Live workers, lanes and their depths, tenants' work and batching (admin)",
+        response="FleetPublic",
+    ),
     Endpoint("get", "/healthz", "Liveness", response="Health"),
     Endpoint("get", "/readyz", "Readiness of the database and broker", response="Health"),
+    Endpoint("get", "/metrics", "Prometheus metrics, in its text format", response="text/plain"),
 ]
 EXTRA_ENDPOINTS: list[Endpoint] = []
 SCHEMAS: list[type[BaseModel]] = [
@@ -154,6 +169,7 @@ SCHEMAS: list[type[BaseModel]] = [
     spec_models.Health,
     spec_models.WebhookDeliveries,
     spec_models.WebhookSecret,
+    FleetPublic,
 ]
 
 
@@ -187,12 +203,19 @@ def _responses(endpoint: Endpoint, secured: bool) -> dict[str, Any]:
     if endpoint.response is not None:
         ok["content"] = _content(endpoint.response)
     auth = {code: _problem(text) for code, text in AUTH_PROBLEMS.items()} if secured else {}
+    moved = {"307": _redirect(endpoint.redirect)} if endpoint.redirect else {}
     return {
         **{str(status): ok for status in endpoint.ok},
+        **moved,
         **auth,
         "4XX": _problem("Problem"),
         "5XX": _problem("Problem"),
     }
+
+
+def _redirect(description: str) -> dict[str, Any]:
+    location = {"description": "Where the file is", "schema": {"type": "string", "format": "uri"}}
+    return {"description": description, "headers": {"Location": location}}
 
 
 def _request_body(body: dict[str, str]) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -35,8 +35,12 @@ def up(no_bootstrap: bool) -> None:
 def api(workers: int) -> None:
     """Run the HTTP API under gunicorn."""
     from ops.launcher import api_command, exec_command
+    from shared.observe.export import MULTIPROC_ENV, metrics_env, reset_dir
 
-    exec_command(api_command(get_settings().model_copy(update={"api_workers": workers})))
+    settings = get_settings().model_copy(update={"api_workers": workers})
+    env = metrics_env(settings, "api", None)
+    reset_dir(Path(env[MULTIPROC_ENV]))
+    exec_command(api_command(settings), env)
 
 
 @main.command()
@@ -50,15 +54,24 @@ def api(workers: int) -> None:
 )
 @click.option("--name", "-n", default=None, help="Worker node name, e.g. gpu0@%h.")
 @click.option("--gpu", default=None, help="The one GPU this worker uses (CUDA_VISIBLE_DEVICES).")
+@click.option(
+    "--metrics-port", type=int, default=None, help="Its metrics port (AIGC_METRICS_PORT; 0: off)."
+)
 def worker(
     queues: str | None,
     concurrency: int | None,
     pool: str | None,
     name: str | None,
     gpu: str | None,
+    metrics_port: int | None,
 ) -> None:
-    """Run a Celery worker consuming the given queues (one worker process per GPU)."""
+    """Run a Celery worker consuming the given queues (one worker process per GPU).
+
+    Workers sharing a host need their own ``--name`` (their metrics folders are named after it)
+    and their own ``--metrics-port``.
+    """
     from ops.launcher import default_pool, exec_command, gpu_env, worker_command
+    from shared.observe.export import MULTIPROC_ENV, metrics_env, reset_dir
 
     settings = get_settings()
     queues = queues or settings.worker_queues
@@ -69,8 +82,11 @@ def worker(
         concurrency=concurrency or default_concurrency,
         pool=pool,
         name=name,
+        quiet=settings.log_format == "json",
     )
-    exec_command(cmd, gpu_env(settings, gpu))
+    env = metrics_env(settings, name or f"worker-{queues}", metrics_port)
+    reset_dir(Path(env[MULTIPROC_ENV]))
+    exec_command(cmd, {**gpu_env(settings, gpu), **env})
 
 
 @main.command()
@@ -81,13 +97,18 @@ def reconcile(once: bool) -> None:
     import threading
 
     from shared.delivery.reconciler import reconcile_once, run_forever
+    from shared.observe.depth import DepthCollector
+    from shared.observe.export import exposed_registry, serve
+    from shared.observe.logs import configure_logging
     from shared.services import build_services
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(get_settings())
     svc = build_services(get_settings())
     if once:
         click.echo(json.dumps(vars(reconcile_once(svc))))
         return
+    # The queue depths (the autoscaling signal) come from the reconciler: every deployment runs one.
+    serve(svc.settings, exposed_registry(svc.settings, DepthCollector(svc)))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from shared.config import Settings
 from shared.delivery.lanes import consume_order
+from shared.observe.export import MULTIPROC_ENV, metrics_env, reset_dir
+from shared.observe.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,9 @@ STOP_GRACE_S = 15.0
 STAYED_UP_S = 60.0  # a child up this long has recovered: its restart backoff starts over
 CELERY_READY = " ready."
 GUNICORN_READY = "Booting worker"
+JSON_GUNICORN_LOGGER = "ops.gunicorn_logs.JsonLogger"
+# `aigc up` gives each process with a metrics endpoint its own port: metrics_port plus this.
+METRICS_PORT_OFFSETS = {"generate": 0, "train": 1, "reconciler": 2}
 TRAIN_SLOTS = 2  # trainings the one-machine stack runs at once
 
 
@@ -65,18 +70,28 @@ def api_command(settings: Settings) -> list[str]:
         "--no-control-socket",
         "--access-logfile",
         "-",
+        *(["--logger-class", JSON_GUNICORN_LOGGER] if settings.log_format == "json" else []),
         "api.wsgi:app",
     ]
 
 
 def worker_command(
-    *, queues: str, concurrency: int, pool: str = "prefork", name: str | None = None
+    *,
+    queues: str,
+    concurrency: int,
+    pool: str = "prefork",
+    name: str | None = None,
+    quiet: bool = False,
 ) -> list[str]:
-    """Return the command line of a Celery worker (started by name: the API never imports it)."""
+    """Return the command line of a Celery worker (started by name: the API never imports it).
+
+    ``quiet`` leaves out Celery's banner, the one thing it prints that is not a log line.
+    """
     cmd = [
         sys.executable,
         "-m",
         "celery",
+        *(["--quiet"] if quiet else []),
         "-A",
         "worker.app",
         "worker",
@@ -131,6 +146,11 @@ def gpu_env(settings: Settings, gpu: str | None) -> dict[str, str]:
     return env
 
 
+def stack_port(settings: Settings, name: str) -> int | None:
+    """Return the metrics port of one process of `aigc up` (None: metrics ports are off)."""
+    return settings.metrics_port + METRICS_PORT_OFFSETS[name] if settings.metrics_port else None
+
+
 def stack_specs(settings: Settings, *, generate_threads: int | None = None) -> list[ProcessSpec]:
     """Return the processes of a one-machine stack: API, a generate and a train worker, reconciler.
 
@@ -139,19 +159,26 @@ def stack_specs(settings: Settings, *, generate_threads: int | None = None) -> l
     and a tenant's training never waits for the whole of a long one.
     """
     threads = generate_threads or settings.generate_threads
+
+    def worker(name: str, queues: str, concurrency: int, pool: str, node: str) -> ProcessSpec:
+        cmd = worker_command(
+            queues=queues, concurrency=concurrency, pool=pool, name=node, quiet=quiet
+        )
+        env = metrics_env(settings, name, stack_port(settings, name))
+        return ProcessSpec(name, cmd, env, CELERY_READY)
+
+    quiet = settings.log_format == "json"
     return [
-        ProcessSpec("api", api_command(settings), ready_line=GUNICORN_READY),
         ProcessSpec(
-            "generate",
-            worker_command(queues="generate", concurrency=threads, pool="threads", name="gen@%h"),
-            ready_line=CELERY_READY,
+            "api", api_command(settings), metrics_env(settings, "api", None), GUNICORN_READY
         ),
+        worker("generate", "generate", threads, "threads", "gen@%h"),
+        worker("train", "train", TRAIN_SLOTS, "prefork", "train@%h"),
         ProcessSpec(
-            "train",
-            worker_command(queues="train", concurrency=TRAIN_SLOTS, name="train@%h"),
-            ready_line=CELERY_READY,
+            "reconciler",
+            reconciler_command(),
+            metrics_env(settings, None, stack_port(settings, "reconciler")),
         ),
-        ProcessSpec("reconciler", reconciler_command()),
     ]
 
 
@@ -262,7 +289,10 @@ class Supervisor:
         self._lock = threading.Lock()
 
     def start_all(self) -> None:
-        """Start every process."""
+        """Start every process, each metrics folder emptied of a previous run's values."""
+        for child in self.children.values():
+            if MULTIPROC_ENV in child.spec.env:
+                reset_dir(Path(child.spec.env[MULTIPROC_ENV]))
         for name in self.children:
             self.start(name)
 
@@ -333,7 +363,7 @@ def run_stack(settings: Settings, *, bootstrap: bool = True) -> int:
     """Migrate, start the stack and supervise it until SIGINT or SIGTERM."""
     from shared import migrate
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(settings)
     migrate.upgrade(settings)
     _announce_new_admin_key(settings)
     supervisor = Supervisor(stack_specs(settings), settings)
@@ -341,7 +371,8 @@ def run_stack(settings: Settings, *, bootstrap: bool = True) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     supervisor.start_all()
-    print(f"aigc-queue is up: API at {settings.public_api_url} (Ctrl-C stops it)", flush=True)
+    url = settings.public_api_url
+    print(f"aigc-queue is up: API at {url}, console {url}/console/ (Ctrl-C stops it)", flush=True)
     if bootstrap:
         from ops.bootstrap import bootstrap_default_models
 

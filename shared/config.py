@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,7 +24,11 @@ class Settings(BaseSettings):
     broker_url: str = "filesystem://"
     broker_dir: Path = VAR_DIR / "broker"
     redis_url: str | None = None
-    artifact_dir: Path = VAR_DIR / "artifacts"
+    artifact_dir: Path = Field(
+        VAR_DIR / "artifacts",
+        description="This host's artifact folder: the store itself unless artifact_url names "
+        "another; always the scratch of jobs' checkpoints and the cache of stored model files.",
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
@@ -58,6 +63,31 @@ class Settings(BaseSettings):
     )
     sse_max_s: float = Field(
         3600.0, gt=0, description="An event stream ends after this; clients resume by id."
+    )
+
+    # Artifact storage: a folder (file:///abs/path) or S3-compatible storage (s3://bucket/prefix).
+    artifact_url: str | None = Field(
+        None, description="Where artifacts are stored; default: the folder artifact_dir."
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="An S3-compatible server (MinIO, say); default: AWS S3 itself."
+    )
+    s3_public_endpoint_url: str | None = Field(
+        None, description="The endpoint as clients reach it, for presigned URLs; default: above."
+    )
+    s3_region: str = "us-east-1"
+    # Without a key pair, boto3's own chain applies (environment, instance profile).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    artifact_serve: Literal["stream", "redirect"] = Field(
+        "stream",
+        description="stream: the API relays the file; redirect: a 307 to a presigned URL (S3).",
+    )
+    artifact_presign_ttl_s: int = Field(
+        300, ge=1, le=604_800, description="Seconds a presigned URL works (SigV4: 7 days at most)."
+    )
+    artifact_cache_mb: int = Field(
+        10_240, ge=1, description="Local copies of stored model and dataset files a host keeps."
     )
 
     # Delivery.
@@ -147,6 +177,27 @@ class Settings(BaseSettings):
     # GPU workers.
     gpu_memory_growth: bool = Field(True, description="Allocate GPU memory on demand.")
 
+    # Observability: Prometheus metrics, the fleet's announcements, and the log format.
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65_535,
+        description="A worker's (or the reconciler's) metrics port; in `aigc up`, the first of "
+        "three (generate, train, reconciler). 0: no metrics endpoint. The API serves /metrics.",
+    )
+    metrics_host: str = Field("127.0.0.1", description="Where metrics endpoints listen.")
+    metrics_dir: Path = Field(
+        VAR_DIR / "metrics",
+        description="Each process's metric files (a folder per process), and without Redis the "
+        "workers' announcements.",
+    )
+    # prometheus_client's multiprocess folder, which it reads itself: the launcher sets it for
+    # each process whose children share one set of metrics (gunicorn, Celery's prefork).
+    process_metrics_dir: Path | None = Field(None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: every process writes one JSON object per log line."
+    )
+
     # Worker process.
     worker_concurrency: int = Field(1, ge=1, le=64)
     generate_threads: int = Field(16, ge=1, le=512, description="Job threads of a generate worker.")
@@ -180,6 +231,22 @@ class Settings(BaseSettings):
             return [p.strip() for p in value.split(",") if p.strip()]
         return value
 
+    @field_validator("artifact_url")
+    @classmethod
+    def _check_artifact_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_artifact_url(value)  # a ValueError names what is wrong
+        return value
+
+    @model_validator(mode="after")
+    def _check_storage(self) -> Settings:
+        scheme = split_artifact_url(self.artifact_url)[0] if self.artifact_url else "file"
+        if self.artifact_serve == "redirect" and scheme != "s3":
+            raise ValueError("artifact_serve=redirect needs an s3:// artifact_url")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError("set both s3_access_key_id and s3_secret_access_key, or neither")
+        return self
+
     @model_validator(mode="after")
     def _check_timing(self) -> Settings:
         # A lease must survive one missed heartbeat, or a busy database would rescue live jobs.
@@ -210,6 +277,24 @@ class Settings(BaseSettings):
         for url in (self.database_url, self.broker_url):
             if url.startswith(("sqlite:///", "sqla+sqlite:///")):
                 Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def split_artifact_url(url: str) -> tuple[str, str, str]:
+    """Split an artifact URL into (scheme, bucket, path): ``file`` and a folder, or ``s3``, a
+    bucket and a key prefix; a ValueError says what is wrong with it."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc or not parts.path.startswith("/"):
+            raise ValueError("artifact_url: file:///absolute/folder (three slashes, no host)")
+        return "file", "", parts.path
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ValueError("artifact_url: s3://bucket/prefix needs a bucket")
+        prefix = parts.path.strip("/")
+        if ".." in prefix.split("/") or parts.query or parts.fragment:
+            raise ValueError("artifact_url: an s3 prefix is a plain path")
+        return "s3", parts.netloc, prefix
+    raise ValueError("artifact_url must be file:///folder or s3://bucket/prefix")
 
 
 @lru_cache(maxsize=1)

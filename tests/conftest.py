@@ -14,16 +14,19 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from sqlalchemy import create_engine, text
 
 from ops.launcher import Supervisor, free_port, stack_specs
 from shared import migrate
 from shared.config import Settings
 from shared.services import Services, build_services
+from tests.s3server import S3Server, missing_s3
 from tests.support import (
     BROKER_DB,
     CACHE_DB,
     CI,
+    COMPOSE_PATH,
     PG_URL,
     REDIS_HOST,
     REDIS_PORT,
@@ -166,9 +169,20 @@ class Stack:
         return path.read_text().splitlines() if path.exists() else []
 
 
-def start_stack(settings: Settings, env: dict[str, str], log_dir: Path) -> Supervisor:
-    """Start the stack's processes as ``aigc up`` does, and wait until each is ready."""
-    supervisor = Supervisor(stack_specs(settings), settings, log_dir=log_dir, cwd=ROOT, env=env)
+def start_stack(
+    settings: Settings,
+    env: dict[str, str],
+    log_dir: Path,
+    process_env: dict[str, dict[str, str]] | None = None,
+) -> Supervisor:
+    """Start the stack's processes as ``aigc up`` does, and wait until each is ready.
+
+    ``process_env`` adds variables to some processes by name (a worker on another "host").
+    """
+    specs = stack_specs(settings)
+    for spec in specs:
+        spec.env.update((process_env or {}).get(spec.name, {}))
+    supervisor = Supervisor(specs, settings, log_dir=log_dir, cwd=ROOT, env=env)
     supervisor.start_all()
     for child in supervisor.children.values():
         child.wait_ready()
@@ -176,17 +190,23 @@ def start_stack(settings: Settings, env: dict[str, str], log_dir: Path) -> Super
 
 
 @contextmanager
-def running_stack(backend: str, values: dict[str, Any], tmp: Path) -> Iterator[Stack]:
+def running_stack(
+    backend: str,
+    values: dict[str, Any],
+    tmp: Path,
+    process_env: dict[str, dict[str, str]] | None = None,
+) -> Iterator[Stack]:
     """Migrate, run the stack's processes under a supervisor, and stop them all afterwards."""
     values = dict(values)
     values.setdefault("api_host", "127.0.0.1")
     values.setdefault("api_port", free_port())
     values.setdefault("generate_threads", 8)
+    values.setdefault("metrics_dir", tmp / "metrics")  # each stack its own metric files
     settings = Settings(**values)
     migrate.upgrade(settings)
     env = settings_env(values)
     services = build_services(settings)
-    supervisor = start_stack(settings, env, tmp)
+    supervisor = start_stack(settings, env, tmp, process_env)
     stop = threading.Event()
     thread = supervisor.run_in_thread(stop)
     api = tenant_api(services, f"http://{settings.api_host}:{settings.api_port}", "tenant-a")
@@ -199,6 +219,20 @@ def running_stack(backend: str, values: dict[str, Any], tmp: Path) -> Iterator[S
         services.close()
 
 
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-protocol server (moto's, a process) for the session; each user makes a bucket."""
+    need("moto's S3 server (the moto[server] extra)", missing_s3())
+    server = S3Server()
+    try:
+        server.start()
+    except Exception as exc:
+        server.stop()
+        need("moto's S3 server", exc)
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -207,3 +241,15 @@ def stack(
     tmp = tmp_path_factory.mktemp(request.param)
     with running_stack(request.param, backend_settings(request.param, tmp), tmp) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """The docker-compose file, parsed."""
+    return yaml.safe_load(COMPOSE_PATH.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    """The docker-compose file's services."""
+    return compose["services"]

@@ -160,13 +160,13 @@ def _parent(proc_dir: Path) -> int | None:
 
 
 def stack_values(
-    base: dict[str, Any], tmp: Path, redis: PrivateRedis, pg: PrivatePostgres
+    base: dict[str, Any], tmp: Path, redis: PrivateRedis, database_url: str, **extra: Any
 ) -> dict[str, Any]:
-    """Return the settings of a stack on these private servers, with its files under ``tmp``."""
-    return dict(
-        base,
-        artifact_dir=tmp / "artifacts",
-        database_url=pg.url,
-        broker_url=redis.url(0),
-        redis_url=redis.url(1),
-    )
+    """Return the settings of a stack on a private Redis and its own database, files in ``tmp``."""
+    own = {
+        "artifact_dir": tmp / "artifacts",
+        "database_url": database_url,
+        "broker_url": redis.url(0),
+        "redis_url": redis.url(1),
+    }
+    return {**base, **own, **extra}

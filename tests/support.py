@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -13,12 +15,13 @@ from typing import Any
 import requests
 import sseclient
 
-from ops.launcher import Child, Supervisor
+from ops.launcher import Child, Supervisor, free_port
 from shared.jobs.status import TERMINAL
 from shared.services import Services
 from shared.tenants.keys import USER_SCOPES
 
 ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_PATH = ROOT / "docker-compose.yml"
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -41,6 +44,20 @@ def wait_for(
             return value
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> int:
+    """Return the first of ``count`` consecutive free TCP ports on ``host``."""
+    for _ in range(100):
+        first = free_port(host)
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(first, first + count):
+                    held.enter_context(socket.socket()).bind((host, port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports on {host}")
 
 
 def scratch_database(suffix: str) -> str:

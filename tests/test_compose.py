@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from shared.config import Settings
+from tests.support import COMPOSE_PATH, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-COMPOSE_PATH = ROOT / "docker-compose.yml"
 DOCKERFILE_PATH = ROOT / "Dockerfile"
+MONITORING = {"prometheus", "grafana"}
 
-INFRA = {"redis", "postgres"}
+INFRA = {"redis", "postgres", "minio"}
 APP_SERVICES = {"migrate", "api", "worker-generate", "worker-train", "reconciler", "flower"}
 WORKERS = {"worker-generate", "worker-train"}
 SHARED_KEYS = ("AIGC_DATABASE_URL", "AIGC_BROKER_URL", "AIGC_VISIBILITY_TIMEOUT_S")
@@ -24,16 +22,6 @@ SHARED_KEYS = ("AIGC_DATABASE_URL", "AIGC_BROKER_URL", "AIGC_VISIBILITY_TIMEOUT_
 # Settings the compose file already sets but that another change adds to shared.config.Settings.
 # Remove a name from here once it is a field; the names not listed must be fields today.
 PENDING = {"warm_models", "generate_max_batch", "generate_max_wait_ms"}
-
-
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE_PATH.read_text())
-
-
-@pytest.fixture(scope="module")
-def services(compose: dict[str, Any]) -> dict[str, Any]:
-    return compose["services"]
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +91,12 @@ def named_volumes(service: dict[str, Any]) -> set[str]:
 
 # -- services ----------------------------------------------------------------------------------
 def test_expected_services_exist(services: dict[str, Any]) -> None:
-    assert set(services) >= INFRA | APP_SERVICES
+    assert set(services) >= INFRA | APP_SERVICES | MONITORING
 
 
 def test_declared_volumes(compose: dict[str, Any], services: dict[str, Any]) -> None:
     declared = set(compose.get("volumes") or {})
-    assert {"redis-data", "pg-data", "artifacts"} <= declared
+    assert {"redis-data", "pg-data", "minio-data"} <= declared
     used = set().union(*(named_volumes(s) for s in services.values()))
     assert used <= declared, f"volumes used but not declared: {used - declared}"
 
@@ -118,6 +106,7 @@ def test_declared_volumes(compose: dict[str, Any], services: dict[str, Any]) -> 
     [
         ("redis", "redis-cli ping", "redis-data"),
         ("postgres", "pg_isready", "pg-data"),
+        ("minio", "mc ready local", "minio-data"),
     ],
 )
 def test_infra_has_healthcheck_and_volume(
@@ -144,11 +133,17 @@ def test_every_admin_surface_needs_a_secret(
     assert required.match(env(services["flower"])["FLOWER_BASIC_AUTH"])
     assert required.match(option(command(services["redis"]), "--requirepass") or "")
     assert required.match(env(services["postgres"])["POSTGRES_PASSWORD"])
+    for key in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"):
+        assert required.match(env(services["minio"])[key]), key
+    assert required.match(compose["x-aigc-env"]["AIGC_S3_SECRET_ACCESS_KEY"])
+    assert required.match(env(services["grafana"])["GF_SECURITY_ADMIN_PASSWORD"])
+    assert env(services["grafana"])["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     for key in ("AIGC_DATABASE_URL", "AIGC_BROKER_URL", "AIGC_REDIS_URL"):
         assert ":?" in compose["x-aigc-env"][key], key
     published = {s: svc.get("ports", []) for s, svc in services.items() if svc.get("ports")}
-    assert set(published) == {"api", "flower"}, published  # the API checks keys itself
-    assert all(str(p).startswith("127.0.0.1:") for p in published["flower"])
+    assert set(published) == {"api", "flower", *MONITORING}, published  # the API checks keys
+    for name in published.keys() - {"api"}:
+        assert all(str(p).startswith("127.0.0.1:") for p in published[name]), name
 
 
 def test_migrate_is_one_shot_after_postgres(services: dict[str, Any]) -> None:
@@ -175,10 +170,26 @@ def test_app_services_wait_for_migrations(services: dict[str, Any]) -> None:
         assert deps["redis"]["condition"] == "service_healthy", name
 
 
-def test_artifacts_shared_by_api_and_workers(services: dict[str, Any]) -> None:
-    for name in {"api"} | WORKERS:
-        assert "artifacts" in named_volumes(services[name]), name
-        assert env(services[name])["AIGC_ARTIFACT_DIR"] == "/data/artifacts", name
+def test_artifacts_live_in_minio_and_no_volume_is_shared(services: dict[str, Any]) -> None:
+    """The API and the workers reach every file through MinIO's bucket, never a shared volume."""
+    for name in {"api", "reconciler"} | WORKERS:
+        values = env(services[name])
+        assert values["AIGC_ARTIFACT_URL"].startswith("s3://"), name
+        assert values["AIGC_S3_ENDPOINT_URL"] == "http://minio:9000", name
+        assert not named_volumes(services[name]), name
+        ready = services[name]["depends_on"]["minio-setup"]["condition"]
+        assert ready == "service_completed_successfully", name
+    setup, minio = services["minio-setup"], services["minio"]
+    assert str(setup.get("restart", "no")) == "no"
+    assert setup["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert "./deploy/minio/setup.sh:/setup/setup.sh:ro" in setup["volumes"]
+    assert (ROOT / "deploy" / "minio" / "setup.sh").is_file()
+    # The setup makes the very bucket and account the app uses, and the app is not root.
+    app = env(services["api"])
+    for key in ("AIGC_ARTIFACT_URL", "AIGC_S3_ACCESS_KEY_ID", "AIGC_S3_SECRET_ACCESS_KEY"):
+        assert env(setup)[key] == app[key], key
+    assert app["AIGC_S3_ACCESS_KEY_ID"] != env(minio)["MINIO_ROOT_USER"]
+    assert "MINIO_ROOT_PASSWORD" not in app and not minio.get("ports")
 
 
 def test_worker_generate_owns_one_gpu(services: dict[str, Any]) -> None:

@@ -10,24 +10,36 @@ import importlib
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 from celery import Task, bootsteps
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_process_init,
+    worker_ready,
+)
 from celery.worker import state
 
 from shared.config import get_settings
 from shared.delivery.celery_app import RECONCILE_TASK, RUN_CHUNK_TASK, RUN_JOB_TASK, make_celery
 from shared.delivery.lanes import REDO
 from shared.delivery.reconciler import reconcile_once
+from shared.observe.logs import configure_logging, use_json
 from shared.services import Services, build_services
+from worker import presence
 from worker.lease import keeper_of_process, restart_when_idle
 from worker.runner import execute
 
 log = logging.getLogger(__name__)
 
 celery = make_celery(get_settings())
+if get_settings().log_format == "json":
+    # Now, before Celery starts: its first warnings (running as root, say) are JSON lines too,
+    # and Celery leaves a root logger that has a handler as it is.
+    configure_logging(get_settings())
 
 
 ROOM_CHECK_S = 0.02  # how soon a worker's event loop sees a freed job slot
@@ -74,16 +86,36 @@ def _prefork_child_ready(**_: object) -> None:
     _start_warmup()
 
 
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _json_logs(logger: logging.Logger, **_: object) -> None:
+    """Turn Celery's handlers to JSON lines when AIGC_LOG_FORMAT=json (children inherit them)."""
+    if get_settings().log_format == "json":
+        use_json(logger)
+
+
 @worker_ready.connect
-def _worker_ready(sender: object = None, **_: object) -> None:
-    """Prepare a thread-pool worker, which runs jobs in its own process (nothing forks)."""
+def _worker_ready(sender: Any = None, **_: object) -> None:
+    """Serve the worker's metrics and announce it; prepare a thread-pool worker to run jobs.
+
+    A thread-pool worker runs its jobs in its own process (nothing forks), and its lease keeper
+    counts them; a prefork parent counts the messages its children run (one job each, but a
+    chunk of batch items).
+    """
     pool = getattr(sender, "pool", None)
+    running: Callable[[], int] = _messages_running
     if pool is not None and "prefork" not in type(pool).__module__:
         _start_warmup()
         keeper = keeper_of_process(services())
         # A quarter of the job threads stuck in code that ignores its deadline: start afresh.
         keeper.stuck_limit = max(1, int(getattr(pool, "limit", 1) or 1) // 4)
         keeper.on_stuck = lambda: restart_when_idle(keeper)
+        running = keeper.healthy_running
+    presence.start(sender, get_settings(), running)
+
+
+def _messages_running() -> int:
+    return len(state.active_requests)
 
 
 def _start_warmup() -> None:

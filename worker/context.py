@@ -8,7 +8,6 @@ models. It never reaches the database, the broker or the other services directly
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 import uuid
@@ -18,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import Settings
-from shared.data.artifacts import artifact_url, workdir_of
+from shared.data.artifacts import artifact_url
 from shared.db import utcnow
-from shared.errors import InputError, JobCanceled, JobTimeout, LeaseLost
+from shared.errors import AigcError, InputError, JobCanceled, JobTimeout, LeaseLost
 from shared.models.registry import ResolvedModel
 from shared.services import Services
 from shared.tables import Artifact, Dataset, Job
@@ -38,13 +37,16 @@ class JobContext:
         self._services = services
         self.finished = False
         self.pending_artifacts: list[Artifact] = []
+        self._has_workdir = False  # whether the job used a private folder (checkpoints)
         self._cancel = threading.Event()
         self._lost = threading.Event()
         self._timeout = threading.Event()
         self._last_progress = 0.0
         self.stop_requested_at: float | None = None  # when the worker saw the cancel
         left_s = (job.deadline_at - utcnow()).total_seconds() if job.deadline_at else 1e9
-        self.deadline = time.monotonic() + left_s
+        self.claimed_at = time.monotonic()
+        self.deadline = self.claimed_at + left_s
+        self._ended = threading.Lock()  # held once the attempt's end is counted
 
     # -- what the job is ---------------------------------------------------------------------
     @property
@@ -61,6 +63,15 @@ class JobContext:
     def token(self) -> str:
         """Return the token of the claim that runs this attempt."""
         return self.job.worker_id or ""
+
+    @property
+    def ran_s(self) -> float:
+        """Return the seconds since the job was claimed."""
+        return time.monotonic() - self.claimed_at
+
+    def first_end(self) -> bool:
+        """Return True the first time only: an attempt's end is counted once."""
+        return self._ended.acquire(blocking=False)
 
     @property
     def settings(self) -> Settings:
@@ -140,14 +151,30 @@ class JobContext:
     # -- files and models --------------------------------------------------------------------
     @property
     def workdir(self) -> Path:
-        """Return a folder private to this job, kept across attempts (for checkpoints)."""
-        path = workdir_of(self.settings.artifact_dir, self.job.id)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """Return a local folder private to this job (for checkpoints)."""
+        self._has_workdir = True
+        return self._services.artifacts.workdir(self.job.id)
+
+    def pull_workdir(self) -> Path:
+        """Fetch the job's stored private files (the last checkpoint) into workdir; return it.
+
+        Attempts may run on different hosts: the artifact store carries the checkpoint over.
+        """
+        self._has_workdir = True
+        return self._services.artifacts.pull_work(self.job.id)
+
+    def push_workdir(self, names: list[str]) -> None:
+        """Store the named files of workdir, in order, so any host can resume from them."""
+        self._services.artifacts.push_work(self.job.id, names)
 
     def discard_workdir(self) -> None:
-        """Delete the job's private folder (its checkpoints) once the job has succeeded."""
-        shutil.rmtree(workdir_of(self.settings.artifact_dir, self.job.id), ignore_errors=True)
+        """Delete the job's private files (its checkpoints) once the job has succeeded."""
+        if not self._has_workdir:
+            return  # most jobs have none: no call to the store for them
+        try:
+            self._services.artifacts.discard_work(self.job.id)
+        except AigcError as exc:  # the job succeeded all the same; retention removes them later
+            log.warning("job %s: private files not removed: %s", self.job.id, exc)
 
     def save_artifact(
         self, kind: str, media_type: str, data: bytes, suffix: str, *, defer: bool = False
@@ -180,7 +207,8 @@ class JobContext:
             raise InputError("dataset not found", field="params.dataset_id")
         if row.kind != kind:
             raise InputError(f"dataset is {row.kind}, not {kind}", field="params.dataset_id")
-        return self._services.artifacts.get(row.artifact_id)[1]
+        artifacts = self._services.artifacts
+        return artifacts.local_copy(artifacts.get(row.artifact_id))
 
     def register_model(
         self,

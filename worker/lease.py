@@ -26,9 +26,12 @@ from sqlalchemy import select
 from shared.delivery import lanes
 from shared.jobs.cache import CANCEL_CHANNEL
 from shared.jobs.events import listen_forever
+from shared.observe.logs import job_fields
 from shared.services import Services
 from shared.tables import Job
+from worker import metrics
 from worker.context import JobContext
+from worker.outcomes import TIMEOUT_MESSAGE, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +121,11 @@ class LeaseKeeper:
         tokens = sorted({c.token for c in contexts if not c.finished})
         if not tokens:
             return
-        owned = self._services.store.renew(tokens, self._settings.lease_s)
+        try:
+            owned = self._services.store.renew(tokens, self._settings.lease_s)
+        except Exception:
+            metrics.LEASE_FAILURES.inc()
+            raise  # logged by _guarded; the next renewal tries again
         for ctx in contexts:
             ctx.observe_lease(owned)
 
@@ -161,16 +168,19 @@ class LeaseKeeper:
     def _end(self, ctx: JobContext, now: float, how: Callable[[JobContext], None]) -> None:
         # A job ends here even if its thread does not stop: its late result is discarded.
         self._ended[ctx.job_id] = now
-        how(ctx)
+        with job_fields(ctx.job):
+            how(ctx)
 
     def _time_out(self, ctx: JobContext) -> None:
         ctx.mark_timed_out()
         log.warning("job %s ran past its time limit; ending it", ctx.job_id)
-        self._services.store.fail(ctx.job, "timeout", "the job ran past its time limit")
+        if self._services.store.fail(ctx.job, "timeout", TIMEOUT_MESSAGE) is not None:
+            metrics.attempt_ended(ctx, Outcome.TIMED_OUT)
 
     def _cancel_ignored(self, ctx: JobContext) -> None:
         log.warning("job %s did not stop when canceled; ending it", ctx.job_id)
-        self._services.store.cancel_running(ctx.job)
+        if self._services.store.cancel_running(ctx.job) is not None:
+            metrics.attempt_ended(ctx, Outcome.CANCELED)
 
     def _note_stuck(self, ctx: JobContext) -> None:
         with self._lock:

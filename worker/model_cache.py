@@ -20,6 +20,7 @@ from shared.config import Settings
 from shared.models.registry import ResolvedModel
 from shared.models.tokenizers import Tokenizer
 from shared.services import Services
+from worker import metrics
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +95,16 @@ class ModelCache:
             # a loaded one is found without asking the registry again.
             hit = self._by_ref.get((ref, kind))
             if hit is not None and hit in self._models:
+                metrics.CACHE_HITS.labels(self._models[hit].resolved.kind).inc()
                 return self._touch(hit, pin)
         resolved = self.services.registry.resolve(ref, kind)
         key = (resolved.name, resolved.version)
         with self._lock:
             if ":" in ref:
                 self._by_ref[(ref, kind)] = key
-            if key not in self._models:
+            cached = key in self._models
+            (metrics.CACHE_HITS if cached else metrics.CACHE_MISSES).labels(resolved.kind).inc()
+            if not cached:
                 self._models[key] = self._load(resolved)
                 self._evict_over_capacity(keep=key)
             return self._touch(key, pin)
@@ -126,8 +130,11 @@ class ModelCache:
     def _load(self, resolved: ResolvedModel) -> LoadedModel:
         from worker.ml.persist import load_model_verified
 
-        _, path = self.services.artifacts.get(resolved.artifact_id)
+        artifacts = self.services.artifacts
+        # Keras loads a file by path: a store elsewhere lends a verified local copy.
+        path = artifacts.local_copy(artifacts.get(resolved.artifact_id))
         model = load_model_verified(path, resolved.sha256)
+        metrics.LOADS.labels(resolved.kind).inc()
         log.info("loaded model %s (%s)", resolved.ref, resolved.kind)
         if resolved.kind != "text":
             return LoadedModel(resolved, model)

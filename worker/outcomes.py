@@ -67,7 +67,8 @@ def record_failure(ctx: JobContext, exc: BaseException, services: Services) -> O
         return _ended(durably(services, lambda: store.fail(ctx.job, exc.code, exc.message)), ctx)
     if not isinstance(exc, Exception):
         raise exc  # KeyboardInterrupt, SystemExit: the lease expires and the reconciler retries
-    log.exception("job %s: handler crashed", ctx.job_id)
+    # Not log.exception: the exception is no longer being handled here, so pass it to be logged.
+    log.error("job %s: handler crashed", ctx.job_id, exc_info=exc)
     # The message names the error type but never carries a stack trace to the client.
     message = f"{type(exc).__name__}: {exc}"
     return _ended(durably(services, lambda: store.fail(ctx.job, "internal_error", message)), ctx)

@@ -16,7 +16,9 @@ from pydantic import BaseModel, ValidationError
 from shared.delivery import pacer
 from shared.errors import InputError
 from shared.jobs import jobtypes
+from shared.observe.logs import job_fields
 from shared.services import Services
+from worker import metrics
 from worker.context import JobContext
 from worker.gate import GATE
 from worker.lease import keeper_of_process
@@ -103,6 +105,7 @@ def _claim_and_run(
     )
     if not jobs:
         return {}, []
+    metrics.claimed(jobs)
     contexts = [JobContext(job, services) for job in jobs]
     keeper_of_process(services).track(contexts, in_order=in_order)
     job_type = jobtypes.get(jobs[0].type)
@@ -125,11 +128,17 @@ def _run_chunk(
             ran[ctx.job_id] = exc
     handler: Callable[..., list[Ran]] = job_type.resolve(job_type.chunk_handler)
     try:
-        results = handler(valid, params) if valid else []
+        with job_fields(*(c.job for c in contexts)):
+            results = handler(valid, params) if valid else []
     except BaseException as exc:  # the chunk as a whole failed: each item records it
         results = [exc] * len(valid)
     ran.update(zip((c.job_id for c in valid), results, strict=True))
-    return _finish(contexts, [settle(c, ran[c.job_id], services) for c in contexts], services)
+    return _finish(contexts, [_settle(c, ran[c.job_id], services) for c in contexts], services)
+
+
+def _settle(ctx: JobContext, ran: Ran, services: Services) -> Outcome | dict[str, Any]:
+    with job_fields(ctx.job):
+        return settle(ctx, ran, services)
 
 
 def _run_side_by_side(contexts: list[JobContext], services: Services) -> dict[uuid.UUID, Outcome]:
@@ -152,6 +161,7 @@ def _run_side_by_side(contexts: list[JobContext], services: Services) -> dict[uu
             break
     for future, ctx in pending.items():
         outcomes[ctx.job_id] = Outcome.TIMED_OUT
+        metrics.attempt_ended(ctx, Outcome.TIMED_OUT)
         future.add_done_callback(lambda _, c=ctx: keeper_of_process().untrack([c]))
     pool.shutdown(wait=False)
     return outcomes
@@ -159,12 +169,13 @@ def _run_side_by_side(contexts: list[JobContext], services: Services) -> dict[uu
 
 def run_handler(ctx: JobContext, services: Services) -> Outcome | dict[str, Any]:
     """Run one claimed job's handler; return its result, or the outcome already recorded."""
-    try:
-        job_type = jobtypes.get(ctx.job.type)
-        ran: Ran = job_type.resolve(job_type.handler)(ctx, _params(ctx, job_type)) or {}
-    except BaseException as exc:
-        ran = exc
-    return settle(ctx, ran, services)
+    with job_fields(ctx.job):
+        try:
+            job_type = jobtypes.get(ctx.job.type)
+            ran: Ran = job_type.resolve(job_type.handler)(ctx, _params(ctx, job_type)) or {}
+        except BaseException as exc:
+            ran = exc
+        return settle(ctx, ran, services)
 
 
 def _params(ctx: JobContext, job_type: jobtypes.JobType) -> BaseModel:
@@ -197,4 +208,5 @@ def _finish(
                 ctx.discard_workdir()
         ctx.finished = True
         outcomes[ctx.job_id] = outcome
+        metrics.attempt_ended(ctx, outcome)
     return outcomes

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from shared.errors import JobCanceled, RetryableError
+from worker import metrics
 
 log = logging.getLogger(__name__)
 
@@ -120,18 +121,28 @@ class Backlog:
 
 @dataclass
 class BatchStats:
-    """What the scheduler did: forward passes, rows per pass, time per pass."""
+    """What the scheduler did: forward passes, rows per pass, time per pass (and as metrics)."""
 
+    kind: str
     calls: int = 0
     rows: list[int] = field(default_factory=list)
     compute_s: float = 0.0
+    last_end: float = 0.0  # when the last pass ended (perf_counter)
 
-    def record(self, rows: int, seconds: float) -> None:
-        """Add one forward pass (bounded history)."""
+    def record(self, rows: int, started: float, ended: float, oldest: float) -> None:
+        """Add one forward pass (bounded history); ``oldest``: when its oldest row arrived.
+
+        Its wait runs from when it could have started (its rows there, the model free) to when
+        it did: the price of gathering company for the batch, apart from the model's compute.
+        """
         self.calls += 1
-        self.compute_s += seconds
+        self.compute_s += ended - started
         if len(self.rows) < 100_000:
             self.rows.append(rows)
+        metrics.model_pass(
+            self.kind, rows, max(started - max(self.last_end, oldest), 0.0), ended - started
+        )
+        self.last_end = ended
 
 
 class _Owner:
@@ -141,9 +152,9 @@ class _Owner:
     at once with a retryable error instead of waiting on a thread that is gone.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, kind: str) -> None:
         self.inbox: queue.Queue[Any] = queue.Queue()
-        self.stats = BatchStats()
+        self.stats = BatchStats(kind)
         self.closed = False
         self._closing = threading.Lock()  # no request can slip in behind the stop marker
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -182,7 +193,7 @@ class TextScheduler(_Owner):
         self.backlog = Backlog()
         self.active: dict[int, TextRequest] = {}
         self.state: Any = None
-        super().__init__("aigc-text-scheduler")
+        super().__init__("aigc-text-scheduler", "text")
 
     def submit(self, request: TextRequest) -> Future:
         """Queue a request; its future yields the generated token ids."""
@@ -262,8 +273,10 @@ class TextScheduler(_Owner):
             steps = max(steps, STREAM_CHUNK_STEPS if lone.on_tokens else LONE_CHUNK_STEPS)
         started = time.perf_counter()
         self.state = self.gen.decode_chunk(self.state, steps)
-        seconds = time.perf_counter() - started
-        self.stats.record(len(self.active), seconds)
+        ended = time.perf_counter()
+        seconds = ended - started
+        oldest = min(r.timing.submitted for r in self.active.values())
+        self.stats.record(len(self.active), started, ended, oldest)
         for req in self.active.values():
             req.timing.add_pass(len(self.active), seconds)
         for slot in self.gen.finished_rows(self.state):
@@ -301,7 +314,7 @@ class ImageScheduler(_Owner):
         self.latent_dim = int(generator.inputs[0].shape[-1])
         self.waiting = Backlog()
         self._stopping = False
-        super().__init__("aigc-image-scheduler")
+        super().__init__("aigc-image-scheduler", "image")
 
     def submit(self, request: ImageRequest) -> Future:
         """Queue a request; its future yields ``n`` uint8 images."""
@@ -371,8 +384,9 @@ class ImageScheduler(_Owner):
         started = time.perf_counter()
         padded = np.pad(z, ((0, bucket(len(z)) - len(z)), (0, 0)))
         out = np.asarray(self.generator.predict_on_batch(padded), np.float32)[: len(z)]
-        seconds = time.perf_counter() - started
-        self.stats.record(len(z), seconds)
+        ended = time.perf_counter()
+        seconds = ended - started
+        self.stats.record(len(z), started, ended, min(r.timing.submitted for r in group))
         for req in group:
             req.timing.add_pass(len(z), seconds)
         images = np.clip(np.rint((out + 1.0) * 127.5), 0, 255).astype(np.uint8)

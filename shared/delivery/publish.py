@@ -125,6 +125,19 @@ class Publisher:
         except Exception as exc:
             log.warning("could not record publish state: %s", exc)
 
+    def queue_depths(self, queues: Sequence[str]) -> dict[str, int | None]:
+        """Return how many messages wait in each queue (None: unknown); one round trip on Redis."""
+        if self._redis is None:
+            return {queue: self.queue_depth(queue) for queue in queues}
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for queue in queues:
+                pipe.llen(queue)
+            return dict(zip(queues, (int(n) for n in pipe.execute()), strict=True))
+        except redis.RedisError as exc:
+            log.debug("queue depths unknown: %s", exc)
+            return dict.fromkeys(queues)
+
     def queue_depth(self, queue: str) -> int | None:
         """Return how many messages wait in a queue, or None if the broker cannot say."""
         try:

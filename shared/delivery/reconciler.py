@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from prometheus_client import Counter
+
 from shared.data import retention
 from shared.delivery import lanes, pacer, webhooks
 from shared.delivery.publish import Publisher
@@ -31,6 +33,13 @@ if TYPE_CHECKING:
     from shared.services import Services
 
 log = logging.getLogger(__name__)
+
+RESCUED = Counter(
+    "aigc_jobs_rescued_total",
+    "Jobs whose lease expired (their worker died or was cut off), by what the rescue did: "
+    "requeued, failed (out of attempts) or canceled.",
+    ["outcome"],
+)
 
 
 @dataclass
@@ -75,10 +84,13 @@ def _rescue(store: JobStore, report: ReconcileReport) -> None:
             continue  # it changed meanwhile (a cancel, a late finish): next pass sees it anew
         if moved.status == JobStatus.QUEUED:
             report.requeued += 1
+            RESCUED.labels("requeued").inc()
         elif moved.status == JobStatus.FAILED:
             report.failed += 1
+            RESCUED.labels("failed").inc()
         else:
             report.canceled += 1
+            RESCUED.labels("canceled").inc()
 
 
 def publish_due(store: JobStore, publisher: Publisher) -> int:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from shared.tables import Job
 from shared.tenants.accounts import update_tenant
 from tests.conftest import TEST_SETTINGS, Stack, need, running_stack
-from tests.services import PrivateRedis, missing_servers
+from tests.services import PrivateRedis, missing_servers, stack_values
 from tests.support import Api, scratch_database, wait_for
 
 pytestmark = pytest.mark.integration
@@ -31,12 +31,11 @@ def paced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     need("a private Redis server", missing_servers())
     redis = PrivateRedis().start()
     tmp = tmp_path_factory.mktemp("paced")
-    values = dict(
+    values = stack_values(
         TEST_SETTINGS,
-        artifact_dir=tmp / "artifacts",
-        database_url=scratch_database("paced"),
-        broker_url=redis.url(0),
-        redis_url=redis.url(1),
+        tmp,
+        redis,
+        scratch_database("paced"),
         batch_chunk_size=4,
         batch_window_chunks=2,
     )

@@ -95,7 +95,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         redis.start(netns=svc.netns)
         pg.start(netns=svc.netns)
         values = dict(
-            stack_values(TEST_SETTINGS, tmp, redis, pg),
+            stack_values(TEST_SETTINGS, tmp, redis, pg.url),
             api_host=net.hosts["api"].address,
             api_port=8000,
         )

@@ -29,7 +29,7 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     need("private Redis and PostgreSQL servers", missing_servers())
     redis, pg = PrivateRedis().start(), PrivatePostgres().start()
     tmp = tmp_path_factory.mktemp("private")
-    values = stack_values(TEST_SETTINGS, tmp, redis, pg)
+    values = stack_values(TEST_SETTINGS, tmp, redis, pg.url)
     try:
         with running_stack("private", values, tmp) as stack:
             stack.extra.update(redis=redis, pg=pg)

@@ -6,8 +6,17 @@ import sys
 import time
 from pathlib import Path
 
-from ops.launcher import ProcessSpec, Supervisor, default_pool, gpu_env, worker_command
+from ops.launcher import (
+    JSON_GUNICORN_LOGGER,
+    ProcessSpec,
+    Supervisor,
+    default_pool,
+    gpu_env,
+    stack_specs,
+    worker_command,
+)
 from shared.config import Settings
+from shared.observe.export import MULTIPROC_ENV
 
 
 def test_generate_workers_use_threads_and_trainers_prefork() -> None:
@@ -79,3 +88,38 @@ def test_a_child_that_stays_up_is_left_alone_and_a_stopped_one_stays_stopped(
         supervisor.check()
     assert not child.alive and child.restarts == 0
     supervisor.stop_all()
+
+
+def test_each_process_gets_its_metrics_folder_and_port(tmp_path: Path) -> None:
+    settings = Settings(metrics_port=9100, metrics_dir=tmp_path)
+    env = {spec.name: spec.env for spec in stack_specs(settings)}
+    assert env["api"] == {MULTIPROC_ENV: str(tmp_path / "api")}  # it serves /metrics itself
+    assert env["generate"] == {
+        MULTIPROC_ENV: str(tmp_path / "generate"),
+        "AIGC_METRICS_PORT": "9100",
+    }
+    assert env["train"] == {MULTIPROC_ENV: str(tmp_path / "train"), "AIGC_METRICS_PORT": "9101"}
+    assert env["reconciler"] == {"AIGC_METRICS_PORT": "9102"}  # one process: its own registry
+    quiet = {spec.name: spec.env for spec in stack_specs(Settings(metrics_dir=tmp_path))}
+    assert not [name for name, e in quiet.items() if "AIGC_METRICS_PORT" in e]
+
+
+def test_json_logs_switch_gunicorns_logger_and_celerys_banner_off() -> None:
+    specs = {s.name: s.cmd for s in stack_specs(Settings(log_format="json"))}
+    api = specs["api"]
+    assert api[api.index("--logger-class") + 1] == JSON_GUNICORN_LOGGER
+    assert specs["generate"][3:5] == ["--quiet", "-A"]  # a global option, before the command
+    text = {s.name: s.cmd for s in stack_specs(Settings())}
+    assert "--logger-class" not in text["api"] and "--quiet" not in text["generate"]
+
+
+def test_the_supervisor_empties_each_metrics_folder_at_start(tmp_path: Path) -> None:
+    folder = tmp_path / "family"
+    folder.mkdir()
+    (folder / "counter_123.db").write_bytes(b"old values")
+    (folder / "keep.txt").write_text("not a metrics file")
+    quick = ProcessSpec("quick", [sys.executable, "-c", "pass"], {MULTIPROC_ENV: str(folder)})
+    supervisor = Supervisor([quick], Settings(), log_dir=tmp_path)
+    supervisor.start_all()
+    supervisor.stop_all()
+    assert sorted(p.name for p in folder.iterdir()) == ["keep.txt"]

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from shared.jobs.params import ImageGenerateParams
+from worker import metrics
 from worker.context import JobContext
 from worker.handlers import common
 
@@ -66,6 +67,7 @@ def _store(
     from worker.ml.image import encode_png
 
     ctx.check()
+    metrics.IMAGES.inc(len(images))
     stored = [
         ctx.save_artifact("image", "image/png", encode_png(img), ".png", defer=True)
         for img in images

@@ -7,6 +7,7 @@ from typing import Any
 
 from shared.errors import InputError
 from shared.jobs.params import TextGenerateParams
+from worker import metrics
 from worker.context import JobContext
 from worker.handlers import common
 
@@ -110,6 +111,7 @@ def _result(
     tokens: list[int],
     batching: dict[str, float] | None = None,
 ) -> dict[str, Any]:
+    metrics.TOKENS.inc(len(tokens))
     return {
         "text": loaded.tokenizer.decode(tokens),
         "prompt": params.prompt,
