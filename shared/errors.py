@@ -108,6 +108,12 @@ class StoreUnavailable(RetryableError):
     code = "store_unavailable"
 
 
+class StorageUnavailable(RetryableError):
+    """Raised when the artifact storage (a folder or an object store) cannot be reached."""
+
+    code = "storage_unavailable"
+
+
 class BrokerUnavailable(RetryableError):
     """Raised when a message cannot be published to the broker."""
 

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from shared.config import Settings
 from shared.data.artifacts import ArtifactStore
+from shared.data.stores import open_store
 from shared.db import make_engine, make_session_factory
 from shared.delivery.celery_app import make_celery
 from shared.delivery.publish import Publisher
@@ -55,7 +56,13 @@ def build_services(settings: Settings, *, threads: int | None = None) -> Service
     store = JobStore(sessions, cache)
     celery = make_celery(settings)
     publisher = Publisher(celery, store, settings)
-    artifacts = ArtifactStore(settings.artifact_dir, sessions)
+    artifacts = ArtifactStore(
+        open_store(settings),
+        sessions,
+        settings.artifact_dir,
+        cache_bytes=settings.artifact_cache_mb * 1024 * 1024,
+        presign_ttl_s=settings.artifact_presign_ttl_s,
+    )
     registry = ModelRegistry(
         sessions,
         latest_ttl_s=ANNOUNCED_LATEST_TTL_S if cache else LATEST_TTL_S,

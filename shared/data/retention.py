@@ -9,25 +9,24 @@ The row keeps its status and timestamps; its result, progress and files go. File
 versions and datasets never expire here.
 
 Orphans are files no live artifact row claims (an attempt that crashed between writing a file
-and committing its row), and the private folders of expired or vanished jobs. They are removed
+and committing its row), and the private files of expired or vanished jobs. They are removed
 once older than ``AIGC_ORPHAN_GRACE_S``, and never inside the folder of a job still queued or
-running.
+running. They are found by listing the store (a folder, or the keys of an S3 prefix with their
+last-modified times) page by page, and this host's scratch folder of private files.
 """
 
 from __future__ import annotations
 
-import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from pathlib import Path
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, and_, case, func, select, update
 
-from shared.data.artifacts import workdir_of
+from shared.data.artifacts import WORK, workdir_of
 from shared.db import utcnow
 from shared.jobs.status import TERMINAL
 from shared.tables import Artifact, Batch, Dataset, Job, ModelVersion, Tenant
@@ -111,7 +110,7 @@ def _expire_batches(
 
 
 def _expire_jobs(services: Services, which: ColumnElement[bool], now: datetime) -> SweepReport:
-    """Expire matching jobs page by page, then their artifacts' files and private folders."""
+    """Expire matching jobs page by page, then their artifacts' files."""
     report = SweepReport()
     for _ in range(MAX_PAGES):
         page = select(Job.id).where(which, Job.status.in_(ENDED)).limit(services.settings.gc_page)
@@ -129,8 +128,8 @@ def _expire_jobs(services: Services, which: ColumnElement[bool], now: datetime) 
         report.jobs += len(ids)
         report.artifacts += _expire_artifacts(services, ids, now)
         services.store.forget(ids)  # the status cache must not serve the dropped result
-        for job_id in ids:
-            shutil.rmtree(workdir_of(services.settings.artifact_dir, job_id), ignore_errors=True)
+        # Their private files go with the orphans: one listing of the store's work/, not a
+        # request per job (most jobs have none).
     return report
 
 
@@ -151,47 +150,62 @@ def _expire_artifacts(services: Services, job_ids: list[uuid.UUID], now: datetim
         uris = session.scalars(stmt).all()
         session.commit()
     for uri in uris:  # only after the commit: a failed sweep leaves an orphan, never a hole
-        services.artifacts.path_of(uri).unlink(missing_ok=True)
+        services.artifacts.delete(uri)
     return len(uris)
 
 
 def remove_orphans(services: Services, *, now: datetime | None = None) -> SweepReport:
-    """Remove files no live artifact claims and folders of gone jobs, once past the grace."""
-    report = SweepReport()
-    old = time.time() - services.settings.orphan_grace_s
-    root = services.artifacts.root
-    folders = [p for p in (root / "jobs").glob("*") if p.is_dir()]
-    live = _live_jobs(services, [p.name for p in folders])
-    for folder in folders:
-        if folder.name in live:
-            continue  # a queued or running job's files are never touched
-        report.orphan_files += _remove_unclaimed(services, folder, old)
-    workdirs = [p for p in workdir_of(root).glob("*") if p.is_dir()]
-    kept = _live_jobs(services, [p.name for p in workdirs], include_unexpired=True)
-    for folder in workdirs:
-        if folder.name not in kept and folder.stat().st_mtime < old:
-            shutil.rmtree(folder, ignore_errors=True)
-            report.orphan_folders += 1
-    return report
+    """Remove files no live artifact claims and private files of gone jobs, once past the grace."""
+    old = (now or utcnow()).timestamp() - services.settings.orphan_grace_s
+    return SweepReport(
+        orphan_files=_remove_unclaimed(services, old),
+        orphan_folders=_remove_workdirs(services, old),
+    )
 
 
-def _remove_unclaimed(services: Services, folder: Path, old: float) -> int:
-    """Remove the old files of a folder whose name no live artifact row has; return how many."""
-    files = [p for p in folder.iterdir() if p.is_file() and p.stat().st_mtime < old]
-    removed = 0
-    for start in range(0, len(files), services.settings.gc_page):
-        page = files[start : start + services.settings.gc_page]
-        claimed = _claimed(services, [_artifact_id(p) for p in page])
-        for path in page:
-            if _artifact_id(path) not in claimed:  # a temporary file's id is None: unclaimed
-                path.unlink(missing_ok=True)
+def _remove_unclaimed(services: Services, old: float) -> int:
+    """Remove the files under ``jobs/`` older than ``old`` that no live artifact row claims,
+    page by page of the store's listing, never in the folder of a queued or running job."""
+    store, removed = services.artifacts.store, 0
+    listing = store.list("jobs/")
+    while page := list(islice(listing, services.settings.gc_page)):
+        candidates = [o for o in page if o.modified < old]
+        live = _live_jobs(services, list({_folder(o.key) for o in candidates}))
+        candidates = [o for o in candidates if _folder(o.key) not in live]
+        claimed = _claimed(services, [_artifact_id(o.key) for o in candidates])
+        for obj in candidates:
+            if _artifact_id(obj.key) not in claimed:  # a temporary file's id is None: unclaimed
+                store.delete(obj.key)
                 removed += 1
     return removed
 
 
-def _artifact_id(path: Path) -> uuid.UUID | None:
+def _remove_workdirs(services: Services, old: float) -> int:
+    """Remove the private files of expired or vanished jobs, in the store and in this host's
+    scratch, once nothing in them was written since ``old``; return how many jobs' went."""
+    newest: dict[str, float] = {}
+    for obj in services.artifacts.store.list(f"{WORK}/"):
+        name = _folder(obj.key)
+        newest[name] = max(newest.get(name, 0.0), obj.modified)
+    for folder in workdir_of(services.artifacts.scratch).glob("*"):
+        if folder.is_dir():
+            newest[folder.name] = max(newest.get(folder.name, 0.0), folder.stat().st_mtime)
+    kept = _live_jobs(services, list(newest), include_unexpired=True)
+    gone = [name for name, modified in newest.items() if name not in kept and modified < old]
+    for name in gone:  # not kept: a job id (any other name counts as live)
+        services.artifacts.discard_work(uuid.UUID(name))
+    return len(gone)
+
+
+def _folder(key: str) -> str:
+    """Return the folder a key lies in under its top level (``jobs/<folder>/…``)."""
+    parts = key.split("/")
+    return parts[1] if len(parts) > 2 else ""
+
+
+def _artifact_id(key: str) -> uuid.UUID | None:
     try:
-        return uuid.UUID(path.name.split(".", 1)[0])
+        return uuid.UUID(key.rsplit("/", 1)[-1].split(".", 1)[0])
     except ValueError:
         return None
 

@@ -16,8 +16,13 @@ from tests.support import scratch_database
 
 @pytest.fixture(params=["postgres", "embedded"])
 def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
-    """A store on an empty database of each kind, with the filesystem broker."""
-    if request.param == "postgres":
+    """A store on an empty database of each kind, with the filesystem broker.
+
+    A test may ask for ``s3`` too (indirect parametrization): PostgreSQL, with the artifacts
+    in a bucket of the tests' S3 server.
+    """
+    storage = request.getfixturevalue("s3_server").settings() if request.param == "s3" else {}
+    if request.param in ("postgres", "s3"):
         need("PostgreSQL", _check_postgres())
         url = scratch_database("store")
     else:
@@ -28,6 +33,7 @@ def svc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
         broker_dir=tmp_path / "broker",
         artifact_dir=tmp_path / "artifacts",
         plugins=["tests.fixtures.jobtypes"],
+        **storage,
     )
     migrate.upgrade(settings)
     services = build_services(settings)

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 from shared.errors import JobCanceled
@@ -20,17 +19,23 @@ WAIT_POLL_S = 0.5
 T = TypeVar("T")
 
 
-def read_checkpoint_state(workdir: Path) -> dict[str, Any] | None:
-    """Return the last checkpoint's state (epoch, file checksums), or None to start fresh."""
-    path = workdir / STATE_FILE
+def read_checkpoint_state(ctx: JobContext) -> dict[str, Any] | None:
+    """Return the last checkpoint's state (epoch, file checksums), or None to start fresh.
+
+    The checkpoint is fetched from the artifact store first: the attempt may run on a host
+    other than the one that wrote it.
+    """
+    path = ctx.pull_workdir() / STATE_FILE
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def write_checkpoint_state(workdir: Path, state: dict[str, Any]) -> None:
-    """Record a checkpoint's state atomically, after its model files are written."""
-    tmp = workdir / f".{STATE_FILE}.tmp"
+def write_checkpoint_state(ctx: JobContext, state: dict[str, Any], files: list[str]) -> None:
+    """Record a checkpoint's state atomically after its model files, then store them all."""
+    tmp = ctx.workdir / f".{STATE_FILE}.tmp"
     tmp.write_text(json.dumps(state))
-    tmp.replace(workdir / STATE_FILE)
+    tmp.replace(ctx.workdir / STATE_FILE)
+    # The state goes last: a stored state names only files already stored.
+    ctx.push_workdir([*files, STATE_FILE])
 
 
 def version_due(epochs_done: int, params: TrainParams) -> bool:

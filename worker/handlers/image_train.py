@@ -118,7 +118,7 @@ def _gan_for(ctx: JobContext, cfg: Any) -> tuple[Any, int]:
     from worker.ml.image import DCGAN
     from worker.ml.persist import load_model_verified
 
-    state = common.read_checkpoint_state(ctx.workdir)
+    state = common.read_checkpoint_state(ctx)
     if state is None:
         return DCGAN(cfg), 0
     # Weights resume exactly; the two Adam optimizers restart (train_on_batch models).
@@ -133,13 +133,14 @@ def _checkpoint(ctx: JobContext, gan: Any, cfg: Any, epochs_done: int) -> None:
     gen_sha = save_model(gan.generator, ctx.workdir / "generator.keras")
     disc_sha = save_model(gan.discriminator, ctx.workdir / "discriminator.keras")
     common.write_checkpoint_state(
-        ctx.workdir,
+        ctx,
         {
             "epoch": epochs_done,
             "generator_sha256": gen_sha,
             "discriminator_sha256": disc_sha,
             "config": asdict(cfg),
         },
+        ["generator.keras", "discriminator.keras"],
     )
 
 

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
 
 import keras
 
-_CHUNK = 1 << 20
+from shared.data.stores.cache import sha256_file
 
 
 class ModelIntegrityError(ValueError):
     """Raised when a model file's sha256 differs from the recorded one."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Return the hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> str:
