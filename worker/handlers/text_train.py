@@ -84,7 +84,7 @@ def _model_for(ctx: JobContext, params: TextTrainParams, corpus: str, tm: Any) -
 
     from worker.ml.persist import sha256_file
 
-    state = common.read_checkpoint_state(ctx.workdir)
+    state = common.read_checkpoint_state(ctx)
     if state is not None:
         path = ctx.workdir / "checkpoint.keras"
         if sha256_file(path) == state["sha256"]:
@@ -133,7 +133,7 @@ def _callbacks(
         path = ctx.workdir / "checkpoint.keras"
         sha = save_model(model, path)
         common.write_checkpoint_state(
-            ctx.workdir,
+            ctx,
             {
                 "epoch": epoch + 1,
                 "sha256": sha,
@@ -141,12 +141,14 @@ def _callbacks(
                 "tokenizer": tokenizer.to_json(),
                 "saved_at": time.time(),
             },
+            [path.name],
         )
-        if common.version_due(epoch + 1, params):
-            bits = logs.get("val_loss", float("nan")) / math.log(2)
-            versions.append(
-                common.version_note(_register(ctx, path, tokenizer, cfg, bits, epoch + 1))
-            )
+        bits = logs.get("val_loss", math.inf) / math.log(2)
+        # Only a better model than the last one registered becomes the latest version.
+        better = math.isfinite(bits) and (not versions or bits < versions[-1]["bits"])
+        if common.version_due(epoch + 1, params) and better:
+            registered = _register(ctx, path, tokenizer, cfg, bits, epoch + 1)
+            versions.append({**common.version_note(registered), "bits": bits})
 
     progress = ProgressCallback(report, PROGRESS_INTERVAL_S, steps, cfg.batch_size, cfg.seq_len)
     checkpoint = CheckpointCallback(save)
