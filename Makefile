@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := worker,jax,monitor,dev
 
-.PHONY: install run test test-ml-jax lint format bench clean
+.PHONY: install chromium run test test-ml-jax lint format bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) chromium
+
+# The console's browser tests drive Debian's chromium (Playwright never downloads a browser):
+# installed here when missing and we are root; elsewhere those tests skip (fail under CI=true).
+chromium:
+	@test -x /usr/bin/chromium || [ "$$(id -u)" != 0 ] || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 run: install ## Run the API, a worker and the reconciler with no servers needed.
 	$(BIN)/aigc up
