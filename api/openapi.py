@@ -280,9 +280,29 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
 def _schemas() -> dict[str, Any]:
     """Return every component schema, the job-type unions built from the registry as it is now."""
     dynamic = [spec_models.job_create(), spec_models.batch_create(), spec_models.batch_upload()]
-    models = SCHEMAS + dynamic + [t.params for t in jobtypes.all_types()]
+    # Query models too: a query value may refer to a shared schema (a job status, say).
+    queries = [e.query for e in ENDPOINTS if e.query is not None]
+    models = SCHEMAS + dynamic + queries + [t.params for t in jobtypes.all_types()]
     _, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
-    return top["$defs"]
+    return _drop_null_defaults(top["$defs"])
+
+
+def _drop_null_defaults(node: Any) -> Any:
+    """Remove ``default: null`` from schemas that leave null out (``SkipJsonSchema[None]``).
+
+    Such a field is optional but never null when present; a null default would contradict its
+    own schema, which is invalid OpenAPI.
+    """
+    if isinstance(node, list):
+        return [_drop_null_defaults(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    typed = "type" in node and node["type"] != "null"
+    return {
+        key: _drop_null_defaults(value)
+        for key, value in node.items()
+        if not (key == "default" and value is None and typed)
+    }
 
 
 def _view(endpoint: Endpoint) -> str:
