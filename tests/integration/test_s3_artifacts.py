@@ -26,6 +26,8 @@ from tests.s3server import S3Server
 from tests.services import PrivateRedis, missing_servers, stack_values
 from tests.support import scratch_database, wait_for
 
+# Not marked ml though they train tiny models: they test where files go, which does not depend
+# on the Keras backend, so the JAX pass of `make test` need not repeat them.
 pytestmark = pytest.mark.integration
 
 PRESIGN_TTL_S = 3
@@ -121,7 +123,6 @@ def test_redirects_go_to_presigned_urls_that_expire(s3stack: Stack) -> None:
         _serve_by(s3stack, "stream")
 
 
-@pytest.mark.ml
 @pytest.mark.timeout(TRAIN_TEST_TIMEOUT_S)
 def test_a_text_model_trains_on_a_stored_dataset_and_generates(s3stack: Stack) -> None:
     api = s3stack.api
@@ -143,7 +144,6 @@ def test_a_text_model_trains_on_a_stored_dataset_and_generates(s3stack: Stack) -
     assert not list(s3stack.services.artifacts.store.list(f"work/{trained['id']}/"))
 
 
-@pytest.mark.ml
 @pytest.mark.timeout(TRAIN_TEST_TIMEOUT_S)
 def test_an_image_model_trains_and_its_pngs_are_served(s3stack: Stack) -> None:
     api = s3stack.api
@@ -159,7 +159,6 @@ def test_an_image_model_trains_and_its_pngs_are_served(s3stack: Stack) -> None:
         assert np.asarray(Image.open(io.BytesIO(png.content))).shape == (16, 16)
 
 
-@pytest.mark.ml
 @pytest.mark.timeout(TRAIN_TEST_TIMEOUT_S)
 def test_a_training_job_resumes_from_its_stored_checkpoint_elsewhere(s3stack: Stack) -> None:
     store, train = s3stack.services.artifacts.store, s3stack.handle("train")
