@@ -4,8 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := worker,jax,monitor,dev
-# Two test processes, a test file each at a time (module-scoped stacks stay together).
-PARALLEL := -n 2 --dist loadfile
 
 .PHONY: install chromium run test test-ml-jax lint format bench clean
 
@@ -29,8 +27,8 @@ run: install ## Run the API, a worker and the reconciler with no servers needed.
 test: install ## Lint, then the whole suite (TensorFlow backend), then the ML tests on JAX.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -ra $(PARALLEL)
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -ra -m ml $(PARALLEL)
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -ra
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -ra -m ml
 
 lint: install
 	$(BIN)/ruff check .

@@ -34,7 +34,6 @@ from tests.support import (
     USER_SCOPES,
     Api,
     Handle,
-    ensure_database,
     settings_env,
     tenant_api,
 )
@@ -84,7 +83,6 @@ def need(service: str, error: Exception | None) -> None:
 
 def _check_postgres() -> Exception | None:
     try:
-        ensure_database(PG_URL)  # an xdist worker's own database is made on first use
         engine = create_engine(PG_URL)
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -23,16 +23,10 @@ from shared.tenants.keys import USER_SCOPES
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_PATH = ROOT / "docker-compose.yml"
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-# Under pytest-xdist each worker (gw0, gw1, ...) gets a database and a Redis pair of its own.
-XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
-_WORKER_INDEX = int(XDIST_WORKER.removeprefix("gw") or 0)
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-PG_URL += f"_{XDIST_WORKER}" if XDIST_WORKER else ""
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 # Two Redis databases (broker, status cache); another pair lets two test runs share one server.
-BROKER_DB, CACHE_DB = (
-    int(x) - 2 * _WORKER_INDEX for x in os.environ.get("TEST_REDIS_DBS", "14,15").split(",")
-)
+BROKER_DB, CACHE_DB = (int(x) for x in os.environ.get("TEST_REDIS_DBS", "14,15").split(","))
 # What the suite's own client may do: everything a user does, nothing an admin does.
 
 
@@ -66,20 +60,6 @@ def free_ports(count: int, host: str = "127.0.0.1") -> int:
     raise RuntimeError(f"no {count} consecutive free ports on {host}")
 
 
-def ensure_database(url: str) -> None:
-    """Create the PostgreSQL database a URL names, if it does not exist yet."""
-    from sqlalchemy import create_engine, text
-
-    base, _, name = url.rpartition("/")
-    admin = create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}):
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-
-
 def scratch_database(suffix: str) -> str:
     """Return the URL of an empty PostgreSQL database beside the test one (created if needed).
 
@@ -87,14 +67,19 @@ def scratch_database(suffix: str) -> str:
     """
     from sqlalchemy import create_engine, text
 
-    url = f"{PG_URL}_{suffix}"
-    ensure_database(url)
-    engine = create_engine(url)
+    base, _, name = PG_URL.rpartition("/")
+    scratch = f"{name}_{suffix}"
+    admin = create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": scratch}):
+            conn.execute(text(f'CREATE DATABASE "{scratch}"'))
+    admin.dispose()
+    engine = create_engine(f"{base}/{scratch}")
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
-    return url
+    return f"{base}/{scratch}"
 
 
 def settings_env(values: dict[str, Any]) -> dict[str, str]:
