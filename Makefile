@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := worker,jax,monitor,dev
+JAX_TEST_DB ?= postgresql+psycopg://postgres@127.0.0.1:5432/test_jax
 
 .PHONY: install chromium run test test-ml-jax lint format bench clean
 
@@ -24,11 +25,19 @@ chromium:
 run: install ## Run the API, a worker and the reconciler with no servers needed.
 	$(BIN)/aigc up
 
-test: install ## Lint, then the whole suite (TensorFlow backend), then the ML tests on JAX.
+test: install ## Lint, then the whole suite (TensorFlow backend) beside the ML tests on JAX.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -ra
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -ra -m ml
+	@# The JAX pass runs beside the TensorFlow one, on a database, a Redis pair and a temporary
+	@# folder of its own: the whole suite mostly waits on its processes, so the two fit the CPU.
+	@mkdir -p var
+	KERAS_BACKEND=jax TEST_DATABASE_URL=$(JAX_TEST_DB) TEST_REDIS_DBS=12,13 \
+	  $(BIN)/python -m pytest -q -ra -m ml --basetemp=var/jax-tests > var/jax-tests.log 2>&1 & \
+	jax=$$!; \
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -ra; tf=$$?; \
+	wait $$jax; jx=$$?; \
+	echo "--- ML tests on JAX (var/jax-tests.log) ---"; cat var/jax-tests.log; \
+	test $$tf -eq 0 && test $$jx -eq 0
 
 lint: install
 	$(BIN)/ruff check .

@@ -34,6 +34,7 @@ from tests.support import (
     USER_SCOPES,
     Api,
     Handle,
+    ensure_database,
     settings_env,
     tenant_api,
 )
@@ -83,6 +84,7 @@ def need(service: str, error: Exception | None) -> None:
 
 def _check_postgres() -> Exception | None:
     try:
+        ensure_database(PG_URL)  # another run's database (TEST_DATABASE_URL) is made on first use
         engine = create_engine(PG_URL)
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

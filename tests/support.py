@@ -60,6 +60,20 @@ def free_ports(count: int, host: str = "127.0.0.1") -> int:
     raise RuntimeError(f"no {count} consecutive free ports on {host}")
 
 
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database a URL names, if it does not exist yet."""
+    from sqlalchemy import create_engine, text
+
+    base, _, name = url.rpartition("/")
+    admin = create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}):
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+
+
 def scratch_database(suffix: str) -> str:
     """Return the URL of an empty PostgreSQL database beside the test one (created if needed).
 
@@ -67,19 +81,14 @@ def scratch_database(suffix: str) -> str:
     """
     from sqlalchemy import create_engine, text
 
-    base, _, name = PG_URL.rpartition("/")
-    scratch = f"{name}_{suffix}"
-    admin = create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": scratch}):
-            conn.execute(text(f'CREATE DATABASE "{scratch}"'))
-    admin.dispose()
-    engine = create_engine(f"{base}/{scratch}")
+    url = f"{PG_URL}_{suffix}"
+    ensure_database(url)
+    engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
-    return f"{base}/{scratch}"
+    return url
 
 
 def settings_env(values: dict[str, Any]) -> dict[str, str]:
