@@ -30,9 +30,10 @@ test: install ## Lint, then the whole suite (TensorFlow backend) beside the ML t
 	$(BIN)/ruff format --check .
 	@# The JAX pass runs beside the TensorFlow one, on a database, a Redis pair and a temporary
 	@# folder of its own: the whole suite mostly waits on its processes, so the two fit the CPU.
+	@# Niced, so that it takes only what the suite's processes leave over.
 	@mkdir -p var
 	KERAS_BACKEND=jax TEST_DATABASE_URL=$(JAX_TEST_DB) TEST_REDIS_DBS=12,13 \
-	  $(BIN)/python -m pytest -q -ra -m ml --basetemp=var/jax-tests > var/jax-tests.log 2>&1 & \
+	  nice -n 15 $(BIN)/python -m pytest -q -ra -m ml --basetemp=var/jax-tests > var/jax-tests.log 2>&1 & \
 	jax=$$!; \
 	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -ra; tf=$$?; \
 	wait $$jax; jx=$$?; \
