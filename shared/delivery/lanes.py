@@ -31,7 +31,7 @@ REDO = ".redo"
 # is stamped at insert and sent after its commit, from several API processes (and the embedded
 # broker orders messages by the millisecond only). Only a job stamped this much before one
 # already claimed counts as lost; a smaller margin re-publishes jobs merely waiting their turn.
-REORDER_S = 3.0
+REORDER_S = 1.0
 INTERACTIVE, BATCH, TRAIN = "interactive", "batch", "train"
 # The lanes a worker of each job-type family reads, first to last.
 FAMILY_LANES: dict[str, tuple[str, ...]] = {"generate": (INTERACTIVE, BATCH), "train": (TRAIN,)}
