@@ -7,7 +7,6 @@ reconciler, and asserts on states, orders and counts, never on timings.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime
 from typing import Any
 
@@ -82,11 +81,10 @@ def test_a_lost_message_is_republished_while_the_queue_stays_busy(stack: Stack) 
     stop = threading.Event()
 
     def feed() -> None:
-        # Up to 40 jobs/s, faster than the worker drains (16/s): the queue never empties
-        # meanwhile, and the stream lasts well past the lost job's reorder margin.
-        while not stop.is_set() and len(stream) < 240:
+        # Faster than the worker drains (16/s), until the lost job has run: the queue never
+        # empties meanwhile, and the stream lasts well past the lost job's reorder margin.
+        while not stop.is_set() and len(stream) < 1000:
             stream.append(stack.api.submit("test.sleep", {"seconds": 0.5})["id"])
-            time.sleep(0.025)
 
     feeder = threading.Thread(target=feed)
     feeder.start()
