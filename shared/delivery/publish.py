@@ -53,8 +53,8 @@ class Publisher:
         """Publish one message per job; return how many reached the broker.
 
         ``stamped`` jobs were recorded as published when they were inserted (the API's hot
-        path): only a failure is written back. Otherwise the publish time is recorded. ``redo``
-        sends them to their lane's redo queue, which its workers read first.
+        path): only a failure is written back. Others are stamped now, before they are sent.
+        ``redo`` sends them to their lane's redo queue, which its workers read first.
         """
         messages = [
             (RUN_JOB_TASK, str(j.id), _queue(lane_of(j), redo), j.type, [j.id]) for j in jobs
@@ -72,15 +72,41 @@ class Publisher:
         return self._send_all(messages, stamped=stamped)
 
     def _send_all(self, messages: list[Message], *, stamped: bool) -> int:
+        ids = [i for *_, job_ids in messages for i in job_ids]
+        if time.monotonic() < self._down_until:
+            if stamped:
+                self._unstamp(ids)
+            return 0
+        if not stamped and not self._stamp(ids):
+            return 0
         sent: list[uuid.UUID] = []
-        if time.monotonic() >= self._down_until:
-            try:
-                self._send(messages, sent)
-            except Exception as exc:
-                self._down_until = time.monotonic() + self.settings.publish_timeout_s
-                log.warning("publish failed after %d jobs: %s", len(sent), exc)
-        self._record(messages, sent, stamped=stamped)
+        try:
+            self._send(messages, sent)
+        except Exception as exc:
+            self._down_until = time.monotonic() + self.settings.publish_timeout_s
+            log.warning("publish failed after %d jobs: %s", len(sent), exc)
+        done = set(sent)
+        self._unstamp([i for i in ids if i not in done])
         return len(sent)
+
+    def _stamp(self, ids: list[uuid.UUID]) -> bool:
+        # Before the send, as the API stamps at insert: a worker may claim a job the moment its
+        # message lands, and a stamp written after that claim would miss the row (its queue
+        # wait and its lane's watermark are read from it).
+        try:
+            self.store.mark_published(ids)
+        except Exception as exc:
+            log.warning("could not stamp %d jobs as published: %s", len(ids), exc)
+            return False
+        return True
+
+    def _unstamp(self, ids: list[uuid.UUID]) -> None:
+        if not ids:
+            return
+        try:  # due at once for the reconciler, not after the republish delay
+            self.store.mark_published(ids, published=False)
+        except Exception as exc:
+            log.warning("could not record %d unsent jobs: %s", len(ids), exc)
 
     def _send(self, messages: list[Message], sent: list[uuid.UUID]) -> None:
         if self._redis is not None:
@@ -112,18 +138,6 @@ class Publisher:
         limit = jobtypes.get(type_name).limit_s(self.settings)
         grace = self.settings.stuck_grace_s
         return limit + 2 * grace, limit + grace
-
-    def _record(self, messages: list[Message], sent: list[uuid.UUID], *, stamped: bool) -> None:
-        try:
-            if stamped:
-                done = set(sent)
-                unsent = [i for *_, ids in messages for i in ids if i not in done]
-                if unsent:  # due at once for the reconciler, not after the republish delay
-                    self.store.mark_published(unsent, published=False)
-            elif sent:
-                self.store.mark_published(sent)
-        except Exception as exc:
-            log.warning("could not record publish state: %s", exc)
 
     def queue_depths(self, queues: Sequence[str]) -> dict[str, int | None]:
         """Return how many messages wait in each queue (None: unknown); one round trip on Redis."""
