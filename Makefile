@@ -35,7 +35,7 @@ test: install ## Lint, then the whole suite (TensorFlow backend) beside the ML t
 	KERAS_BACKEND=jax TEST_DATABASE_URL=$(JAX_TEST_DB) TEST_REDIS_DBS=12,13 \
 	  nice -n 15 $(BIN)/python -m pytest -q -ra -m ml --basetemp=var/jax-tests > var/jax-tests.log 2>&1 & \
 	jax=$$!; \
-	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -ra; tf=$$?; \
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -ra --durations=40; tf=$$?; \
 	wait $$jax; jx=$$?; \
 	echo "--- ML tests on JAX (var/jax-tests.log) ---"; cat var/jax-tests.log; \
 	test $$tf -eq 0 && test $$jx -eq 0
