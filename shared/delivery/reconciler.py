@@ -3,8 +3,9 @@
 A queued job is due to publish when it has no message in the broker (``published_at`` is NULL:
 a failed publish, a rescue, or a retry whose backoff has passed) or when its message was lost:
 published more than ``republish_after_s`` ago, and either its lane has since delivered a job
-published after it, or the lane is empty. A busy lane therefore never hides a lost message, and
-a message merely waiting its turn is never duplicated.
+published after it, or the lane has been empty for ``TAKE_GRACE_S`` while the job waited. A busy
+lane therefore never hides a lost message, and a message merely waiting its turn is never
+duplicated.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ RESCUED = Counter(
     "requeued, failed (out of attempts) or canceled.",
     ["outcome"],
 )
+# A worker takes a message off its lane a moment before its claim marks the job running: a job
+# seen queued in an empty lane may be in that gap. It counts as lost only if it is still queued,
+# the lane still empty, this long after it was first seen so (suspects are watched from this
+# long before the republish delay, so the delay is not lengthened).
+TAKE_GRACE_S = 2.0
 
 
 @dataclass
@@ -98,20 +104,42 @@ def publish_due(store: JobStore, publisher: Publisher) -> int:
     return _publish(publisher, store.due_unpublished())
 
 
+class _Suspects:
+    """Queued jobs seen in an empty lane, each with when it was first seen so (monotonic)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # the beat task may run passes on several pool threads
+        self._since: dict[uuid.UUID, float] = {}
+
+    def long_enough(self, seen: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Forget jobs not seen this time; return those seen for at least ``TAKE_GRACE_S``."""
+        now = time.monotonic()
+        with self._lock:
+            self._since = {i: self._since.get(i, now) for i in seen}
+            return {i for i, at in self._since.items() if now - at >= TAKE_GRACE_S}
+
+
+_SUSPECTS = _Suspects()
+
+
 def _republish_lost(store: JobStore, publisher: Publisher, republish_after_s: float) -> int:
     margin = timedelta(seconds=lanes.REORDER_S)
     marks = {lane: at - margin for lane, at in lanes.watermarks(store.sessions).items()}
+    due = cutoff(republish_after_s)
     depth: dict[str, int | None] = {}
-    lost = []
-    for job in store.published_before(cutoff(republish_after_s)):
+    lost, idle = [], []
+    for job in store.published_before(cutoff(max(republish_after_s - TAKE_GRACE_S, 0.0))):
         lane = lanes.lane_of(job)
         if lane in marks and job.published_at < marks[lane]:
-            lost.append(job)  # a later message of its lane was delivered: this one never will
+            if job.published_at < due:
+                lost.append(job)  # a later message of its lane was delivered: this never will
             continue
         if lane not in depth:
             depth[lane] = _depth(publisher, lane)
         if depth[lane] == 0:
-            lost.append(job)  # nothing left in the lane (or its redo queue) to deliver it
+            idle.append(job)  # nothing left in the lane (or its redo queue) to deliver it
+    watched = _SUSPECTS.long_enough([j.id for j in idle])
+    lost += [j for j in idle if j.id in watched and j.published_at < due]
     return _publish(publisher, lost)
 
 
