@@ -55,8 +55,9 @@ def test_an_expired_job_keeps_its_status_and_its_files_answer_410(stack: Stack) 
         what="the batch",
     )
     time.sleep(1.0)  # past the retention
-    report = _gc(stack)
-    assert report["jobs"] >= 4 and report["batches"] >= 1 and report["artifacts"] >= 4, report
+    # The stack's reconciler sweeps too (every retention_sweep_s) and may come first: what is
+    # checked is that they expired, once. (What a sweep counts is tested in-process.)
+    _gc(stack)
     expired = api.job(job["id"])
     assert expired["status"] == "succeeded" and expired["finished_at"] == job["finished_at"]
     assert expired["result"] is None and expired["expired_at"] is not None
