@@ -19,7 +19,12 @@ pytestmark = pytest.mark.integration
 def test_aigc_up_runs_a_job_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     env = settings_env(
-        {"api_port": port, "plugins": ["tests.fixtures.jobtypes"], "broker_poll_interval_s": 0.05}
+        {
+            "api_port": port,
+            "plugins": ["tests.fixtures.jobtypes"],
+            "broker_poll_interval_s": 0.05,
+            "warmup_imports": False,  # these jobs need no Keras: start the workers light
+        }
     )
     aigc = [sys.executable, "-m", "ops.cli"]
     log = tmp_path / "up.log"
