@@ -341,8 +341,8 @@ class Supervisor:
             )
         elif now >= child.next_start:
             child.next_start = 0.0
-            child.restarts += 1
             child.start()
+            child.restarts += 1  # after the start: who sees the count sees the new process
 
     def run(self, stop: threading.Event, interval_s: float = 0.2) -> None:
         """Supervise until ``stop`` is set, then stop every process."""
