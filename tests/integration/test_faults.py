@@ -148,3 +148,17 @@ def test_a_cancel_of_a_job_whose_worker_died_ends_it_canceled(stack: Stack) -> N
     assert done["status"] == "canceled", done
     assert stack.effects(job["id"], "done") == []
     stack.worker.wait_restarted(since=restarts)
+
+
+def test_an_empty_broker_file_is_quarantined_and_the_worker_lives_on(stack: Stack) -> None:
+    if stack.backend != "embedded":
+        pytest.skip("the filesystem broker is the embedded defaults' (Redis has no files)")
+    restarts, pid = stack.worker.child.restarts, stack.worker.child.pid
+    queue_dir = stack.settings.broker_dir / "queue"
+    # What a writer that creates the file before writing it leaves for a reader (kombu's own).
+    empty = queue_dir / f"{round(time.monotonic() * 1000)}_torn.interactive.msg"
+    empty.write_bytes(b"")
+    job = stack.api.submit("test.sleep")
+    assert stack.api.wait(job["id"])["status"] == "succeeded"
+    wait_for(lambda: (stack.settings.broker_dir / "quarantine" / empty.name).exists(), 30)
+    assert (stack.worker.child.restarts, stack.worker.child.pid) == (restarts, pid)
