@@ -6,7 +6,10 @@ in every pass: a bulk batch fills the slots an app's requests leave free.
 
 Text uses continuous batching at the granularity of a chunk of decode steps: each slot carries
 its own LSTM state, sampling parameters and random stream, a new request joins at the next chunk
-boundary and a finished one leaves, so a long generation never holds back short ones. Images
+boundary and a finished one leaves, so a long generation never holds back short ones. When
+batch rows hold every slot, an interactive request takes one back at the next chunk boundary:
+a batch row is parked (its arrays copied out, its slot freed) and resumes later exactly where it
+stopped, ahead of the batch rows that never started. Images
 are grouped into one forward pass of up to ``max_batch`` images, waiting at most ``max_wait_s``
 for company.
 """
@@ -79,6 +82,8 @@ class TextRequest:
     bulk: bool = False  # a batch item: it yields to interactive requests
     future: Future = field(default_factory=Future)
     timing: RequestTiming = field(default_factory=lambda: RequestTiming())
+    # A batch row's decode state while it waits, parked, for a slot back (see TextScheduler).
+    parked: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -104,8 +109,17 @@ class Backlog:
         """Add a request behind the others of its kind."""
         (self._bulk if request.bulk else self._interactive).append(request)
 
+    def push_front(self, request: Any) -> None:
+        """Put a parked batch row ahead of the other batch rows: it resumes first."""
+        self._bulk.appendleft(request)
+
+    @property
+    def interactive(self) -> int:
+        """Return how many interactive requests wait."""
+        return len(self._interactive)
+
     def pop(self) -> Any:
-        """Take the next request: the oldest interactive one, else the oldest batch row."""
+        """Take the next request: the oldest interactive one, else the first batch row."""
         return self._interactive.popleft() if self._interactive else self._bulk.popleft()
 
     def peek(self) -> Any:
@@ -125,6 +139,7 @@ class BatchStats:
 
     kind: str
     calls: int = 0
+    parked: int = 0  # batch rows that gave their slot to an interactive request
     rows: list[int] = field(default_factory=list)
     compute_s: float = 0.0
     last_end: float = 0.0  # when the last pass ended (perf_counter)
@@ -228,6 +243,7 @@ class TextScheduler(_Owner):
             else:
                 self.backlog.push(item)
             item = self._take(block=False)
+        self._preempt()
         while self.backlog and len(self.active) < self.max_batch:
             req = self.backlog.pop()
             if req.should_stop():
@@ -236,14 +252,34 @@ class TextScheduler(_Owner):
             self._place(req)
         return going
 
+    def _preempt(self) -> None:
+        """Park batch rows until every waiting interactive request has a slot in the next pass."""
+        short = self.backlog.interactive - (self.max_batch - len(self.active))
+        if short <= 0:
+            return
+        bulk = [slot for slot, req in self.active.items() if req.bulk]
+        # The rows furthest from their end go: one near it would free its slot soon anyway.
+        for slot in sorted(bulk, key=self._tokens_left, reverse=True)[:short]:
+            req = self.active.pop(slot)
+            req.parked = self.gen.park_row(self.state, slot)
+            self.backlog.push_front(req)
+            self.stats.parked += 1
+
+    def _tokens_left(self, slot: int) -> int:
+        return int(self.state.arrays["max_tokens"][slot] - self.state.arrays["n_gen"][slot])
+
     def _place(self, req: TextRequest) -> None:
         want = min(self.max_batch, len(self.active) + 1 + len(self.backlog))
         if self.state is None or not self.gen.free_slots(self.state):
             self._resize(want)
         slot = self.gen.free_slots(self.state)[0]
-        self.gen.add_row(
-            self.state, slot, req.ids, req.max_tokens, req.temperature, req.top_k, req.seed
-        )
+        if req.parked is not None:
+            self.gen.resume_row(self.state, slot, req.parked)
+            req.parked = None
+        else:
+            self.gen.add_row(
+                self.state, slot, req.ids, req.max_tokens, req.temperature, req.top_k, req.seed
+            )
         self.active[slot] = req
 
     def _resize(self, rows: int) -> None:

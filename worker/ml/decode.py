@@ -299,9 +299,30 @@ class TextGenerator:
     def release_row(self, state: DecodeState, slot: int) -> list[int]:
         """Free a slot (in place) and return the tokens it generated."""
         tokens = self.row_tokens(state, slot)
-        state.arrays["max_tokens"][slot] = 0
-        state.live[slot] = False
+        _free(state, slot)
         return tokens
+
+    def park_row(self, state: DecodeState, slot: int) -> dict[str, np.ndarray]:
+        """Free a slot (in place) and return copies of its arrays, for ``resume_row``."""
+        # The row's whole decode state is in these arrays: LSTM state, tokens so far, and the
+        # uniforms drawn from its seed (indexed by n_gen), so resuming needs nothing else.
+        saved = {key: arr[slot].copy() for key, arr in state.arrays.items()}
+        _free(state, slot)
+        return saved
+
+    def resume_row(self, state: DecodeState, slot: int, saved: dict[str, np.ndarray]) -> None:
+        """Put a parked row back into a free slot, in place, to continue where it stopped."""
+        if state.live[slot]:
+            raise ValueError(f"slot {slot} is busy")
+        _grow(state, int(saved["prompt_len"]), int(saved["max_tokens"]))
+        for key, arr in state.arrays.items():
+            row = saved[key]
+            if arr.ndim == 2:
+                # Length buckets may differ from the parked ones; the row's data lies within
+                # its prompt_len and max_tokens, which _grow has made room for; the rest is 0.
+                row = _pad_cols(row[None, : arr.shape[1]], arr.shape[1])[0]
+            arr[slot] = row
+        state.live[slot] = True
 
     def generate(
         self,
@@ -336,6 +357,12 @@ class TextGenerator:
         ids = tok.encode(prompt)
         out = self.generate([ids], [max_tokens], [temperature], [top_k], [seed])[0]
         return {"text": tok.decode(out), "prompt_tokens": len(ids), "completion_tokens": len(out)}
+
+
+def _free(state: DecodeState, slot: int) -> None:
+    """Mark a slot free (in place); a max_tokens of 0 keeps the loop from advancing it."""
+    state.arrays["max_tokens"][slot] = 0
+    state.live[slot] = False
 
 
 def _grow(state: DecodeState, prompt_len: int, max_tokens: int) -> None:
