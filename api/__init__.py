@@ -19,6 +19,7 @@ from shared.services import Services, build_services
 def create_app(settings: Settings | None = None) -> Flask:
     """Create the Flask app with its services, blueprints and error handlers."""
     from api import (
+        admission,
         artifacts,
         auth,
         batches,
@@ -39,12 +40,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    svc = build_services(settings)
+    # A fixed pool: admission keeps the requests at once within it (api/admission.py).
+    svc = build_services(settings, threads=admission.pool_size(settings), overflow=0)
     app.extensions["aigc"] = svc
     app.extensions["aigc.hub"] = make_hub(settings, svc.store)
     if settings.redis_url:
         _forget_on_announcements(settings.redis_url, svc)
     problems.init_app(app)
+    admission.init_app(app, settings)  # first: before the key check's read
     auth.init_app(app)
     ratelimit.init_app(app, settings)  # after auth: it counts per key
     for module in (jobs, batches, artifacts, datasets, models, webhooks, health, openapi, console):

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
-from api import deadline, services, streams
+from api import admission, deadline, services, streams
 from api.auth import owned, principal, requires
 from api.idempotency import idempotent, pending
 from api.metrics import accepted
@@ -30,6 +30,7 @@ from shared.jobs.batches import (
 from shared.jobs.schemas import WebhookRequest
 from shared.jobs.status import JobStatus
 from shared.jobs.submit import check_webhook, parse_model, submission_check
+from shared.services import Services
 from shared.tables import Batch
 from shared.tenants.caps import check_queued_cap
 from shared.tenants.keys import JOBS_READ, JOBS_WRITE
@@ -70,9 +71,16 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
     batch.created_at, batch.cancel_requested = utcnow(), False  # known before it is stored
     public = batch_view(batch, {JobStatus.QUEUED: len(rows)}, None)
     headers = {"Location": url_for("batches.get_batch", batch_id=str(batch.id))}
-    submit_batch(svc, batch, rows, claim=pending(202, public, headers))
+    landed = deadline.write_guard(lambda: _stored(svc, batch.id))
+    submit_batch(svc, batch, rows, claim=pending(202, public, headers), guard=landed)
     accepted(batch.type, len(rows))
     return jsonify(public), 202, headers
+
+
+def _stored(svc: Services, batch_id: uuid.UUID) -> bool:
+    """Return whether the batch's row is in the database."""
+    with svc.store.sessions() as session:
+        return session.get(Batch, batch_id) is not None
 
 
 def _webhook_form() -> dict[str, Any]:
@@ -113,7 +121,9 @@ def get_results(batch_id: str) -> Response:
 def batch_events(batch_id: str) -> Response:
     """Stream the batch's status and counts (SSE) as they change, then its final counts."""
     svc, parsed = services(), _owned_batch(batch_id)
-    return streams.response(streams.batch_events(lambda: batch_status(svc, parsed), svc.settings))
+    return streams.response(
+        streams.batch_events(admission.gated(lambda: batch_status(svc, parsed)), svc.settings)
+    )
 
 
 @bp.post("/<batch_id>/cancel")

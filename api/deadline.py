@@ -9,15 +9,23 @@ client) there is no event loop to interrupt a wait, and deadlines are not enforc
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import gevent
 from flask import request
 from gevent import monkey
 
+from shared.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
 ENVIRON_KEY = "aigc.deadline"
 RETRY_AFTER_S = 5
+# How long an interrupted write may take to learn whether its commit landed.
+RECHECK_S = 2.0
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -55,6 +63,53 @@ def extend(seconds: float) -> None:
     if timeout is not None:
         timeout.close()  # a gevent timer's length is fixed: start a new one in its place
         request.environ[ENVIRON_KEY] = gevent.Timeout.start_new(seconds)
+
+
+def lift() -> None:
+    """End the current request's deadline: what is left of it is bounded by its own timeouts."""
+    timeout = request.environ.get(ENVIRON_KEY)
+    if timeout is not None:
+        timeout.close()
+
+
+@contextmanager
+def committing(committed: Callable[[], bool], *, write_s: float | None = None) -> Iterator[None]:
+    """Run a submit's write, whose commit is never answered with an error.
+
+    The write still has a deadline (``write_s`` from now, when given), since a frozen database
+    must not hold the request. Once the write returns, the request has no deadline left: the
+    publish after it is bounded by its own timeouts and is the reconciler's to retry. If the
+    deadline or a lost connection interrupts the write, the commit may have landed anyway:
+    ``committed()`` (bounded by ``RECHECK_S``) tells, and a landed one goes on to its answer.
+    """
+    if write_s is not None:
+        extend(write_s)
+    try:
+        yield
+    except (gevent.Timeout, StoreUnavailable) as exc:
+        if isinstance(exc, gevent.Timeout) and exc is not request.environ.get(ENVIRON_KEY):
+            raise  # another wait's own timeout
+        lift()
+        if not _landed(committed):
+            raise
+        log.warning("a submit's write was interrupted (%r) after its commit landed", exc)
+    else:
+        lift()
+
+
+def write_guard(
+    committed: Callable[[], bool], *, write_s: float | None = None
+) -> Callable[[], AbstractContextManager[None]]:
+    """Return a submit's ``guard``: its write runs under ``committing``."""
+    return lambda: committing(committed, write_s=write_s)
+
+
+def _landed(committed: Callable[[], bool]) -> bool:
+    try:
+        return bool(bounded(committed, RECHECK_S))
+    except Exception as exc:
+        log.warning("could not tell whether an interrupted write landed: %s", exc)
+        return False
 
 
 def bounded(call: Callable[[], Any], seconds: float) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from api import deadline, hub, services, streams
+from api import admission, deadline, hub, services, streams
 from api.auth import owned, principal, require, requires
 from api.idempotency import idempotent, pending
 from api.metrics import accepted
@@ -42,7 +42,11 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     check_queued_cap(svc, who.tenant_id, 1)
     new_row(job)  # its id and defaults now, so the answer is known before it is stored
     public, headers = to_public(job), {"Location": url_for("jobs.get_job", job_id=str(job.id))}
-    submit(svc, [job], claim=pending(202, public, headers))
+    landed = deadline.write_guard(
+        lambda: svc.store.get(job.id) is not None,
+        write_s=svc.settings.api_request_timeout_s,  # the insert's own, whatever the checks took
+    )
+    submit(svc, [job], claim=pending(202, public, headers), guard=landed)
     accepted(job.type)
     return jsonify(public), 202, headers
 
@@ -54,9 +58,10 @@ def get_job(job_id: str) -> Response:
     q = query(JobQuery)
     parsed, job = _owned_job(job_id)  # before any wait: another tenant's job does not exist
     if q.wait_s:
-        store = services().store
+        read = admission.gated(lambda: services().store.get_public(parsed))
+        admission.step_out()  # the wait holds no slot; each of its reads takes one
         deadline.extend(q.wait_s + services().settings.api_request_timeout_s)
-        job = wait_for_end(hub(), parsed, q.wait_s, lambda: store.get_public(parsed)) or job
+        job = wait_for_end(hub(), parsed, q.wait_s, read) or job
     return jsonify(job)
 
 
@@ -66,7 +71,9 @@ def job_events(job_id: str) -> Response:
     """Stream the job's events (SSE): status, progress, text as decoded, then the result."""
     parsed, _ = _owned_job(job_id)
     cursor = streams.Cursor.parse(request.headers.get("Last-Event-ID"))
-    return streams.response(streams.job_events(services(), hub(), parsed, cursor))
+    store = services().store
+    read = admission.gated(lambda: store.get_snapshot(parsed))
+    return streams.response(streams.job_events(services(), hub(), parsed, cursor, read))
 
 
 @bp.get("/<job_id>/webhook-deliveries")

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, json
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from shared import errors
@@ -66,7 +67,7 @@ def _from_http(exc: HTTPException) -> Response:
     return resp
 
 
-def _from_db(exc: DBAPIError) -> Response:
+def _from_db(exc: DBAPIError | PoolTimeout) -> Response:
     log.warning("database error: %s", exc.__class__.__name__)
     resp = problem(503, "Service Unavailable", "the job store is unavailable; try again")
     resp.headers["Retry-After"] = "5"
@@ -92,4 +93,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(errors.AigcError, _from_aigc)
     app.register_error_handler(HTTPException, _from_http)
     app.register_error_handler(DBAPIError, _from_db)
+    app.register_error_handler(PoolTimeout, _from_db)  # no connection free in time
     app.register_error_handler(Exception, _from_unexpected)

@@ -67,13 +67,22 @@ def event(name: str, data: dict[str, Any], event_id: str | None = None) -> bytes
     return f"{head}event: {name}\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
 
-def job_events(svc: Services, hub: Hub, job_id: uuid.UUID, cursor: Cursor) -> Iterator[bytes]:
-    """Yield a job's events after ``cursor`` until it ends; heartbeats while nothing happens."""
+def job_events(
+    svc: Services,
+    hub: Hub,
+    job_id: uuid.UUID,
+    cursor: Cursor,
+    read: Callable[[], dict[str, Any] | None],
+) -> Iterator[bytes]:
+    """Yield a job's events after ``cursor`` until it ends; heartbeats while nothing happens.
+
+    ``read`` returns the job's snapshot (the view hands it one that holds an admission slot).
+    """
     settings, key = svc.settings, str(job_id)
     text = _TextReader(svc, key, cursor)
     ends = time.monotonic() + settings.sse_max_s
     with hub.watch(job_id) as watch:
-        job = _read(lambda: svc.store.get_snapshot(job_id))
+        job = _read(read)
         status = None
         while job is not None:
             if job["status"] in TERMINAL:
@@ -95,7 +104,7 @@ def job_events(svc: Services, hub: Hub, job_id: uuid.UUID, cursor: Cursor) -> It
             if watch.snapshot is not None and watch.snapshot["version"] >= job["version"]:
                 job, watch.snapshot = watch.snapshot, None
             else:
-                job = _read(lambda: svc.store.get_snapshot(job_id))
+                job = _read(read)
 
 
 class _TextReader:

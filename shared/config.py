@@ -38,8 +38,20 @@ class Settings(BaseSettings):
     # The URL clients (the CLI) use to reach the API; defaults to host:port above.
     api_url: str | None = None
 
-    # Connections per process (API worker or Celery worker); keep the sum of all processes
-    # under PostgreSQL's max_connections.
+    # How much database work an API process takes on at once: it holds this many connections
+    # (plus one for its own background reads) and admits this many requests at a time; the
+    # rest wait up to api_admit_wait_s for a slot, then get 503 with Retry-After. Long polls and
+    # event streams hold no slot while they wait. Size the fleet so that
+    # api_workers * (api_db_connections + 1) + every Celery worker's pool fits under
+    # PostgreSQL's max_connections.
+    api_db_connections: int = Field(
+        10, ge=1, le=200, description="Requests each API process serves at once (= its pool)."
+    )
+    api_admit_wait_s: float = Field(
+        2.0, gt=0, le=60, description="How long a request waits for a slot before its 503."
+    )
+    # Connections per Celery worker process; keep the sum of all processes under PostgreSQL's
+    # max_connections.
     db_pool_size: int = Field(5, ge=1, le=200)
     db_max_overflow: int = Field(10, ge=0, le=200)
 
@@ -252,6 +264,9 @@ class Settings(BaseSettings):
         # A lease must survive one missed heartbeat, or a busy database would rescue live jobs.
         if self.heartbeat_s * 2 > self.lease_s:
             raise ValueError("heartbeat_s must be at most half of lease_s")
+        # A request waiting for its slot longer than its deadline would never get its own 503.
+        if self.api_admit_wait_s >= self.api_request_timeout_s:
+            raise ValueError("api_admit_wait_s must be below api_request_timeout_s")
         if self.retry_backoff_s > self.retry_backoff_max_s:
             raise ValueError("retry_backoff_s must not exceed retry_backoff_max_s")
         if self.restart_backoff_s > self.restart_backoff_max_s:

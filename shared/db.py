@@ -39,13 +39,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
+def make_engine(
+    settings: Settings, *, pool_size: int | None = None, overflow: int | None = None
+) -> Engine:
     """Create an engine whose every wait on the database has a deadline.
 
     Connecting gives up after ``db_connect_timeout_s``; PostgreSQL ends a statement after
     ``db_statement_timeout_s`` and the kernel drops a connection whose peer stopped answering
     after ``db_tcp_user_timeout_s``. Pooled connections are recycled instead of pinged on every
-    checkout (a round trip per transaction). The pool is sized to the threads that use it.
+    checkout (a round trip per transaction). The pool is sized to the threads that use it;
+    ``overflow`` (default ``db_max_overflow``) is how many more it opens for a burst.
     """
     url = settings.database_url
     if url.startswith("sqlite"):
@@ -55,7 +58,7 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> Engine:
     return create_engine(
         url,
         pool_size=pool_size or settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        max_overflow=settings.db_max_overflow if overflow is None else overflow,
         pool_timeout=settings.db_connect_timeout_s,
         pool_recycle=settings.db_pool_recycle_s,
         connect_args=_pg_connect_args(settings),

@@ -108,6 +108,12 @@ class StoreUnavailable(RetryableError):
     code = "store_unavailable"
 
 
+class Busy(RetryableError):
+    """Raised when an API process has no free slot for a request's database work in time."""
+
+    code = "busy"
+
+
 class StorageUnavailable(RetryableError):
     """Raised when the artifact storage (a folder or an object store) cannot be reached."""
 

@@ -40,15 +40,18 @@ class Services:
         self.engine.dispose()
 
 
-def build_services(settings: Settings, *, threads: int | None = None) -> Services:
+def build_services(
+    settings: Settings, *, threads: int | None = None, overflow: int | None = None
+) -> Services:
     """Create the services described by ``settings``.
 
     ``threads``: how many threads of this process use the database at once; the pool holds as
-    many connections, so none is opened and closed per job under load.
+    many connections, so none is opened and closed per job under load. ``overflow``: how many
+    more it may open for a burst (0: never more, as the API's admission keeps it).
     """
     settings.ensure_dirs()
     jobtypes.load_plugins(settings.plugins)
-    engine = make_engine(settings, pool_size=threads)
+    engine = make_engine(settings, pool_size=threads, overflow=overflow)
     cache = (
         StatusCache(settings.redis_url, settings.status_cache_ttl_s) if settings.redis_url else None
     )

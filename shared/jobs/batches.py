@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import IO, Any
 
@@ -124,12 +125,21 @@ def _item_model(
 
 
 def submit_batch(
-    svc: Services, batch: Batch, rows: list[dict[str, Any]], *, claim: Claim | None = None
+    svc: Services,
+    batch: Batch,
+    rows: list[dict[str, Any]],
+    *,
+    claim: Claim | None = None,
+    guard: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> Batch:
-    """Insert the batch and its jobs in one transaction, then release its first chunks."""
+    """Insert the batch and its jobs in one transaction, then release its first chunks.
+
+    ``guard()`` wraps the write, as in ``submit``.
+    """
     from shared.delivery import pacer  # delivery builds on jobs, not the other way round
 
-    svc.store.create_batch(batch, rows, claim=claim)
+    with guard():
+        svc.store.create_batch(batch, rows, claim=claim)
     pacer.fill(svc, batch.tenant_id)
     return batch
 

@@ -6,6 +6,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -104,14 +105,22 @@ def check_model_field(
     return check_model(job_type, model, params) if check_model and model else model
 
 
-def submit(services: Services, jobs: Sequence[Job], *, claim: Claim | None = None) -> list[Job]:
+def submit(
+    services: Services,
+    jobs: Sequence[Job],
+    *,
+    claim: Claim | None = None,
+    guard: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> list[Job]:
     """Commit jobs (with an idempotent response to keep), then publish them.
 
-    A failed publish is left to the reconciler.
+    ``guard()`` wraps the write (the API's keeps a landed commit's answer a success). A failed
+    publish is left to the reconciler.
     """
-    saved = services.store.create(jobs, claim=claim)
-    services.publisher.publish(saved, stamped=True)
-    return saved
+    with guard():
+        services.store.create(jobs, claim=claim)
+    services.publisher.publish(jobs, stamped=True)
+    return list(jobs)
 
 
 def submission_check(services: Services, who: Principal) -> ModelCheck:
