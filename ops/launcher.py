@@ -27,7 +27,6 @@ from shared.observe.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_S = 15.0
 STAYED_UP_S = 60.0  # a child up this long has recovered: its restart backoff starts over
 CELERY_READY = " ready."
 GUNICORN_READY = "Booting worker"
@@ -244,7 +243,11 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)  # type: ignore[union-attr]
 
-    def stop(self, grace_s: float = STOP_GRACE_S, sig: int | None = None) -> None:
+    def stop(
+        self,
+        grace_s: float = Settings.model_fields["stop_grace_s"].default,
+        sig: int | None = None,
+    ) -> None:
         """Stop the process with ``sig`` (SIGTERM, gently, by default), then forcefully."""
         self.signal(sig or signal.SIGTERM)
         if self.proc is not None:
@@ -309,7 +312,7 @@ class Supervisor:
         with self._lock:
             child = self.children[name]
             child.wanted = False
-        child.stop(sig=sig)
+        child.stop(self.settings.stop_grace_s, sig=sig)
 
     def stop_all(self) -> None:
         """Stop every process."""
@@ -319,7 +322,7 @@ class Supervisor:
         for child in self.children.values():
             child.signal(signal.SIGTERM)
         for child in self.children.values():
-            child.stop()
+            child.stop(self.settings.stop_grace_s)
 
     def check(self) -> None:
         """Restart every wanted process that has exited, once its backoff has passed."""

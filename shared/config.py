@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     # The process supervisor behind `aigc up`: restarts a crashed child after a backoff.
     restart_backoff_s: float = Field(1.0, gt=0)
     restart_backoff_max_s: float = Field(30.0, gt=0)
+    stop_grace_s: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds a stopped process has between SIGTERM and SIGKILL; a worker hands "
+        "back the jobs it cannot finish before then.",
+    )
 
     # Tenants: keys, caps, rate limits, idempotency.
     auth_required: bool = Field(

@@ -20,6 +20,7 @@ from celery.signals import (
     after_setup_task_logger,
     worker_process_init,
     worker_ready,
+    worker_shutting_down,
 )
 from celery.worker import state
 
@@ -30,7 +31,7 @@ from shared.delivery.reconciler import reconcile_once
 from shared.observe.logs import configure_logging, use_json
 from shared.services import Services, build_services
 from worker import presence
-from worker.lease import keeper_of_process, restart_when_idle
+from worker.lease import keeper_of_process, restart_when_idle, stop_gracefully
 from worker.runner import execute
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,12 @@ def _worker_ready(sender: Any = None, **_: object) -> None:
         keeper.on_stuck = lambda: restart_when_idle(keeper)
         running = keeper.healthy_running
     presence.start(sender, get_settings(), running)
+
+
+@worker_shutting_down.connect
+def _hand_back_at_the_grace(**_: object) -> None:
+    """On SIGTERM, let running jobs finish within the stop grace, then hand back the rest."""
+    stop_gracefully(get_settings().stop_grace_s)
 
 
 def _messages_running() -> int:

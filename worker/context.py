@@ -112,6 +112,10 @@ class JobContext:
             self.stop_requested_at = time.monotonic()
         self._cancel.set()
 
+    def mark_lease_lost(self) -> None:
+        """Mark the job as no longer this claim's (its worker handed it back)."""
+        self._lost.set()
+
     def mark_timed_out(self) -> None:
         """Mark the job as past its deadline (its worker ended it)."""
         self._timeout.set()

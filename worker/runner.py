@@ -49,7 +49,7 @@ def execute(
     message came from its lane's main queue, so its jobs' publish times tell how far the lane
     has been read.
     """
-    with GATE.shared():
+    with GATE.shared(lambda: keeper_of_process(services).holding(job_ids)):
         outcomes, claimed = _claim_and_run(job_ids, services, in_order=in_order, solo=False)
     missed = [i for i in job_ids if i not in outcomes]
     if missed:
@@ -81,7 +81,7 @@ def _unclaimed(
     outcomes: dict[uuid.UUID, Outcome] = {}
     left = services.store.unclaimed(job_ids)
     for job_id, _ in [r for r in left if r.solo]:
-        with GATE.exclusive():
+        with GATE.exclusive(lambda i=job_id: keeper_of_process().holding([i])):
             outcomes.update(_claim_and_run([job_id], services, in_order=in_order, solo=True)[0])
     capped = [r.id for r in left if not r.solo]
     if capped:
@@ -93,6 +93,10 @@ def _unclaimed(
 def _claim_and_run(
     job_ids: list[uuid.UUID], services: Services, *, in_order: bool, solo: bool
 ) -> tuple[dict[uuid.UUID, Outcome], list[JobContext]]:
+    if keeper_of_process(services).stopping.is_set():
+        # This worker is shutting down: the reconciler publishes the jobs again, for another.
+        services.store.defer(job_ids, 0.0)
+        return dict.fromkeys(job_ids, Outcome.DEFERRED), []
     settings = services.settings
     jobs = services.store.claim(
         job_ids,

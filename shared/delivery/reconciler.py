@@ -5,7 +5,7 @@ a failed publish, a rescue, or a retry whose backoff has passed) or when its mes
 published more than ``republish_after_s`` ago, and either its lane has since delivered a job
 published after it, or the lane has been empty for ``TAKE_GRACE_S`` while the job waited. A busy
 lane therefore never hides a lost message, and a message merely waiting its turn is never
-duplicated.
+duplicated. Nor is one a worker holds while its job waits for a place at the worker's gate.
 """
 
 from __future__ import annotations

@@ -33,9 +33,22 @@ def rescue_entry(job: Job, charged: bool, now: datetime) -> dict[str, Any]:
         return attempt_error(job, "canceled", CANCELED_BY_REQUEST)
     if job.deadline_at is not None and job.deadline_at <= now:
         return attempt_error(job, "timeout", "the job ran past its time limit")
-    note = "" if charged else "; it ran beside other jobs, so it runs alone next"
+    note = ""
+    if not charged:
+        note = "; it ran beside other jobs, so the attempt is not counted"
+        if is_suspect(job, charged):
+            note += ", and it runs alone next (its worker was lost before, with it running)"
     entry = attempt_error(job, "worker_lost", f"its worker was lost{note}")
     return {**entry, "charged": charged}
+
+
+def is_suspect(job: Job, charged: bool) -> bool:
+    """Return whether a job lost beside others may be what killed its worker: it was there before.
+
+    One loss beside others is no evidence: a deploy's SIGKILL, a host lost or a neighbour's crash
+    look the same. A job present at a second loss is suspected, and runs alone from then on.
+    """
+    return not charged and any(e.get("code") == "worker_lost" for e in job.errors or [])
 
 
 def canceled_now(now: datetime) -> dict[str, Any]:

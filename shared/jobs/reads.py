@@ -127,10 +127,14 @@ class JobReads:
             return list(session.scalars(stmt))
 
     def published_before(self, cutoff: datetime, limit: int = 1000) -> list[Job]:
-        """Return queued jobs whose message went to the broker before ``cutoff``."""
+        """Return queued jobs whose message went to the broker before ``cutoff``.
+
+        A job whose message a live worker holds (waiting at its solo gate) is left out.
+        """
         stmt = (
             select(Job)
             .where(Job.status == JobStatus.QUEUED, Job.published_at < cutoff)
+            .where(or_(Job.lease_expires_at.is_(None), Job.lease_expires_at <= utcnow()))
             .order_by(Job.published_at)
             .limit(limit)
         )

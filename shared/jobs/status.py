@@ -30,7 +30,8 @@ TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED}
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     # claimed by a worker; canceled by a client or a batch cancel
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED}),
-    # finished by its worker; back to queued on a retry or a rescue of an expired lease
+    # finished by its worker; back to queued on a retry, a hand-back by a stopping worker, or a
+    # rescue of an expired lease
     JobStatus.RUNNING: frozenset(
         {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.QUEUED}
     ),

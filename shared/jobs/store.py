@@ -25,6 +25,7 @@ from shared.jobs.attempts import (
     attempt_error,
     canceled_now,
     error_doc,
+    is_suspect,
     lost_message,
     rescue_entry,
     with_entry,
@@ -167,6 +168,51 @@ class JobStore(JobReads):
                 .where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED)
                 .where(Job.available_at.is_(None) | (Job.available_at < later))
                 .values(published_at=None, available_at=later)
+            )
+
+    def hand_back(self, job_ids: Sequence[uuid.UUID], tokens: Sequence[str]) -> list[uuid.UUID]:
+        """Requeue running jobs of these claims, the attempt uncounted; return the ids moved.
+
+        A worker that is shutting down gives back what it cannot finish within its stop grace.
+        The attempt is not charged and leaves no error: the job did nothing wrong. With no
+        message left (``published_at`` NULL), the reconciler publishes it again at once.
+        """
+        if not job_ids:
+            return []
+        stmt = (
+            update(JOBS)
+            .where(Job.id.in_(job_ids), Job.status == JobStatus.RUNNING)
+            .where(Job.worker_id.in_(tokens))
+            .values(
+                status=JobStatus.QUEUED,
+                attempts=Job.attempts - 1,
+                worker_id=None,
+                lease_expires_at=None,
+                deadline_at=None,
+                published_at=None,
+                version=Job.version + 1,
+            )
+            .returning(*JOBS.c)
+        )
+        with self.autocommit.connect() as conn:
+            jobs = conn.execute(stmt).all()
+        self._snapshot(*jobs)
+        return [job.id for job in jobs]
+
+    def hold(self, job_ids: Sequence[uuid.UUID], hold_s: float) -> None:
+        """Mark queued jobs' messages as held by a live worker for ``hold_s`` from now.
+
+        A solo job waits in its worker for the process to empty: its message is in no queue,
+        and the reconciler must not take it for lost while the hold lasts (``lease_expires_at``
+        of a queued row; the claim overwrites it with the job's lease).
+        """
+        if not job_ids:
+            return
+        with self.autocommit.connect() as conn:
+            conn.execute(
+                update(JOBS)
+                .where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED)
+                .values(lease_expires_at=utcnow() + timedelta(seconds=hold_s))
             )
 
     def renew(self, tokens: Sequence[str], lease_s: float) -> dict[uuid.UUID, bool]:
@@ -333,8 +379,9 @@ class JobStore(JobReads):
         """End, cancel or requeue a job whose lease expired; None if the row moved meanwhile.
 
         ``charged`` says whether the lost attempt counts: it does when the job ran alone in its
-        process (it may have killed it). A job that died beside others is not charged, and runs
-        alone next time (``solo``), so a poison job cannot cost its neighbours their attempts.
+        process (it may have killed it). A job that died beside others is not charged, so a poison
+        job cannot cost its neighbours their attempts; if it was present at an earlier loss too,
+        it runs alone from then on (``solo``), where its losses count.
         """
         now = utcnow()
         guard = [
@@ -362,7 +409,7 @@ class JobStore(JobReads):
             deadline_at=None,
             published_at=None,
             attempts=job.attempts if charged else job.attempts - 1,
-            solo=job.solo or not charged,
+            solo=job.solo or is_suspect(job, charged),
             **with_entry(job, entry),
         )
 

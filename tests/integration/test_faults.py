@@ -73,8 +73,11 @@ def test_a_poison_job_costs_its_neighbours_no_attempt(stack: Stack) -> None:
     for job in neighbours:
         ended = stack.api.wait(job["id"], timeout_s=180)
         assert ended["status"] == "succeeded", ended
-        assert ended["attempts"] == 1, ended  # the run killed beside the poison job was refunded
-        assert [e.get("charged") for e in ended["errors"]] == [False]
+        assert ended["attempts"] == 1, ended  # the runs killed beside the poison job were refunded
+        # One loss, or two if it ran beside the poison job again: a first loss beside others is
+        # no evidence (a deploy or a lost host looks the same); at a second, both run alone.
+        assert {e.get("charged") for e in ended["errors"]} == {False}, ended
+        assert 1 <= len(ended["errors"]) <= 2, ended
         assert len(stack.effects(job["id"], "done")) == 1
 
 

@@ -70,7 +70,7 @@ def test_a_cancel_between_the_rescues_read_and_write_is_never_lost(svc: Services
     assert rescued.errors[-1]["code"] == "canceled"
 
 
-def test_neighbours_of_a_dead_process_are_not_charged_and_run_alone(svc: Services) -> None:
+def test_one_loss_beside_others_is_no_evidence_and_a_second_one_is(svc: Services) -> None:
     first, second, alone = _new(svc, 3)
     for job, token in ((first, "h:7:aaaa"), (second, "h:7:bbbb"), (alone, "h:8:cccc")):
         _claim(svc, job, token)
@@ -79,12 +79,45 @@ def test_neighbours_of_a_dead_process_are_not_charged_and_run_alone(svc: Service
     assert report.requeued == 3 and report.published == 3
     rows = {j.id: svc.store.get(j.id) for j in (first, second, alone)}
     for job_id in (first.id, second.id):
+        # A deploy's SIGKILL or a lost host looks the same: refunded, and not suspected.
         row = rows[job_id]
-        assert (row.status, row.attempts, row.solo) == (JobStatus.QUEUED, 0, True)
+        assert (row.status, row.attempts, row.solo) == (JobStatus.QUEUED, 0, False)
         assert row.errors[-1]["code"] == "worker_lost" and row.errors[-1]["charged"] is False
     row = rows[alone.id]
     assert (row.status, row.attempts, row.solo) == (JobStatus.QUEUED, 1, False)
     assert row.errors[-1]["charged"] is True and row.published_at is not None
+    # The first job is present at a second loss, beside a job new to losses: only it is suspect.
+    (fresh,) = _new(svc)
+    for job, token in ((first, "h:9:dddd"), (fresh, "h:9:eeee")):
+        _claim(svc, job, token)
+    _expire_leases(svc, first, fresh)
+    assert reconcile_once(svc).requeued == 2
+    suspect, innocent = svc.store.get(first.id), svc.store.get(fresh.id)
+    assert (suspect.attempts, suspect.solo) == (0, True)
+    assert [e["charged"] for e in suspect.errors] == [False, False]
+    assert (innocent.attempts, innocent.solo) == (0, False)
+
+
+def test_a_hand_back_requeues_its_claims_jobs_uncounted(svc: Services) -> None:
+    mine, theirs = _new(svc, 2)
+    _claim(svc, mine, "h:1:mine")
+    _claim(svc, theirs, "h:2:them")
+    assert svc.store.hand_back([mine.id, theirs.id], ["h:1:mine"]) == [mine.id]
+    row = svc.store.get(mine.id)
+    assert (row.status, row.attempts, row.solo, row.worker_id) == (JobStatus.QUEUED, 0, False, None)
+    assert not row.errors  # the job did nothing wrong
+    assert mine.id in {j.id for j in svc.store.due_unpublished()}  # published again at once
+    assert svc.store.get(theirs.id).status == JobStatus.RUNNING
+    assert svc.store.hand_back([mine.id], ["h:1:mine"]) == []  # a claim hands back once
+
+
+def test_a_message_held_at_the_gate_is_not_taken_for_lost(svc: Services) -> None:
+    held, free = _new(svc, 2)
+    svc.store.hold([held.id], hold_s=30)
+    later = utcnow() + timedelta(seconds=1)
+    assert [j.id for j in svc.store.published_before(later)] == [free.id]
+    _expire_leases(svc, held)  # its worker died while it waited: the hold runs out
+    assert {j.id for j in svc.store.published_before(later)} == {held.id, free.id}
 
 
 def test_a_job_that_keeps_killing_its_process_alone_ends_worker_lost(svc: Services) -> None:
