@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from werkzeug.exceptions import HTTPException
 
-from api import spec_models
+from api import spec_models, streams
 from api.auth import OPEN_ENDPOINTS, required_scope
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import MAX_KEY_LENGTH
@@ -46,7 +46,6 @@ DATASET_FILE = {
     }
 }
 
-SSE = "text/event-stream"
 LAST_EVENT_ID = {
     "name": "Last-Event-ID",
     "in": "header",
@@ -69,6 +68,7 @@ class Endpoint:
     query: type[BaseModel] | None = None
     headers: tuple[dict[str, Any], ...] = ()
     redirect: str | None = None  # what a 307 instead of the body points to, if one may come
+    events: streams.Events | None = None  # an event stream's events, instead of a body
 
 
 ENDPOINTS: list[Endpoint] = [
@@ -93,8 +93,8 @@ ENDPOINTS: list[Endpoint] = [
         "get",
         "/v1/jobs/{id}/events",
         "Stream a job's events (SSE): status, progress, text as decoded, then result",
-        response=SSE,
         headers=(LAST_EVENT_ID,),
+        events=streams.JOB_EVENTS,
     ),
     Endpoint(
         "get",
@@ -123,7 +123,7 @@ ENDPOINTS: list[Endpoint] = [
         "get",
         "/v1/batches/{id}/events",
         "Stream a batch's status and counts (SSE) as they change, then result",
-        response=SSE,
+        events=streams.BATCH_EVENTS,
     ),
     Endpoint(
         "post",
@@ -169,6 +169,7 @@ SCHEMAS: list[type[BaseModel]] = [
     spec_models.Health,
     spec_models.WebhookDeliveries,
     spec_models.WebhookSecret,
+    spec_models.TextChunk,
     FleetPublic,
 ]
 
@@ -181,6 +182,26 @@ def _content(response: str) -> dict[str, Any]:
     if "/" in response:  # a media type: the body is a file or a stream of lines, not one document
         return {response: {"schema": {"type": "string"}}}
     return {JSON: {"schema": _ref(response)}}
+
+
+def _event_stream(events: streams.Events) -> dict[str, Any]:
+    """Return an event stream's content: the schema of one event, each name with its data."""
+    return {
+        streams.SSE: {
+            "schema": {"oneOf": [_event(n, c, events.ids) for n, c in events.data.items()]}
+        }
+    }
+
+
+def _event(name: str, component: str, with_id: bool) -> dict[str, Any]:
+    # OpenAPI 3.2's form of an event (3.1 has no other): its fields, the data a JSON document.
+    data = {"type": "string", "contentMediaType": JSON, "contentSchema": _ref(component)}
+    fields = {
+        "event": {"const": name},
+        "data": data,
+        **({"id": {"type": "string"}} if with_id else {}),
+    }
+    return {"type": "object", "properties": fields, "required": list(fields)}
 
 
 # The answers every authenticated operation may give, besides its own.
@@ -202,6 +223,8 @@ def _responses(endpoint: Endpoint, secured: bool) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "OK"}
     if endpoint.response is not None:
         ok["content"] = _content(endpoint.response)
+    if endpoint.events is not None:
+        ok["content"] = _event_stream(endpoint.events)
     auth = {code: _problem(text) for code, text in AUTH_PROBLEMS.items()} if secured else {}
     moved = {"307": _redirect(endpoint.redirect)} if endpoint.redirect else {}
     return {
@@ -234,7 +257,13 @@ def _parameters(endpoint: Endpoint, view: Callable[..., Any]) -> list[dict[str, 
                 "in": "header",
                 "required": False,
                 "description": "A replay within 24 h returns the first answer and creates nothing.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+                # Printable, as the API checks; HTTP strips spaces at either end.
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_KEY_LENGTH,
+                    "pattern": "^[!-~]([ -~]*[!-~])?$",
+                },
             }
         )
     for name in ("id", "name"):

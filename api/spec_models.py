@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, Field, RootModel, WithJsonSchema, create_model
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.jobs import jobtypes
 from shared.jobs.batches import MAX_ITEMS, BatchCreate, BatchItem
-from shared.jobs.schemas import JobCreate
+from shared.jobs.schemas import JobCreate, WebhookEvent
 from shared.models.registry import NAME_RE, REF_RE
 
 # A file part of a multipart form.
@@ -46,9 +46,19 @@ def batch_upload() -> type[BaseModel]:
         webhook=(str, Field("", max_length=2048, description="Where the batch's events go.")),
         webhook_events_filter=(
             str,
-            Field("", description="Comma-separated: start, progress, completed (default)."),
+            Field(
+                "",
+                pattern=_events_list(),
+                description="Comma-separated: start, progress, completed (default).",
+            ),
         ),
     )
+
+
+def _events_list() -> str:
+    """Return the pattern of a comma-separated list of up to 3 webhook events (or none)."""
+    event = r"\s*(" + "|".join(get_args(WebhookEvent)) + r")\s*"
+    return f"^({event}(,{event}){{0,2}})?$"
 
 
 def _batch_types() -> list[jobtypes.JobType]:
@@ -217,6 +227,12 @@ class WebhookDeliveries(BaseModel):
     """A job's webhook deliveries, oldest first."""
 
     data: list[WebhookDeliveryPublic]
+
+
+class TextChunk(BaseModel):
+    """The data of a ``text`` event: the text decoded since the last one."""
+
+    text: str
 
 
 class WebhookSecret(BaseModel):

@@ -33,11 +33,27 @@ from shared.services import Services
 
 log = logging.getLogger(__name__)
 
+SSE = "text/event-stream"
 HEARTBEAT = b": keep-alive\n\n"
 BATCH_POLL_S = 1.0  # a batch's counts are one grouped read: once a second is cheap
 READ_TIMEOUT_S = 5.0  # one read of the job or its text; past it the stream ends (reconnect)
 ALL_TEXT = "all"  # the text part of a cursor once the result's whole text was sent
 _CURSOR = re.compile(r"(-1|\d{1,18})\.(0|all|\d{1,20}-\d{1,20})")
+
+
+@dataclass(frozen=True)
+class Events:
+    """What a stream sends, as its OpenAPI document says: each event's data, and whether ids."""
+
+    data: dict[str, str]  # event name -> the schema component its JSON data is
+    ids: bool
+
+
+JOB_EVENTS = Events(
+    {"status": "JobPublic", "progress": "JobPublic", "text": "TextChunk", "result": "JobPublic"},
+    ids=True,
+)
+BATCH_EVENTS = Events({"counts": "BatchPublic", "result": "BatchPublic"}, ids=False)
 
 
 @dataclass
@@ -137,7 +153,7 @@ class _TextReader:
 def response(events: Iterator[bytes]) -> Response:
     """Return an event-stream response that no proxy buffers or caches."""
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return Response(ending_quietly(events), mimetype="text/event-stream", headers=headers)
+    return Response(ending_quietly(events), mimetype=SSE, headers=headers)
 
 
 def batch_events(read: Callable[[], dict[str, Any]], settings: Settings) -> Iterator[bytes]:

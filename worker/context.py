@@ -36,7 +36,8 @@ class JobContext:
         self.job = job
         self._services = services
         self.finished = False
-        self.pending_artifacts: list[Artifact] = []
+        self.pending_artifacts: list[Artifact] = []  # recorded with the success
+        self.recorded_artifacts: list[uuid.UUID] = []  # recorded as they were saved
         self._has_workdir = False  # whether the job used a private folder (checkpoints)
         self._cancel = threading.Event()
         self._lost = threading.Event()
@@ -194,6 +195,7 @@ class JobContext:
             self.pending_artifacts.append(row)
         else:
             row = store.save(self.job.id, kind, media_type, data, suffix, tenant_id=self.tenant_id)
+            self.recorded_artifacts.append(row.id)  # the success keeps it; a lost attempt's go
         return {
             "id": str(row.id),
             "kind": kind,

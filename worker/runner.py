@@ -196,10 +196,14 @@ def _finish(
     if not contexts:
         return {}
     results = {c.job_id: r for c, r in zip(contexts, ran, strict=True) if isinstance(r, dict)}
-    artifacts = [a for c in contexts if c.job_id in results for a in c.pending_artifacts]
+    ended = [c for c in contexts if c.job_id in results]
+    artifacts = [a for c in ended for a in c.pending_artifacts]
+    kept = [i for c in ended for i in c.recorded_artifacts]
     token = contexts[0].token
     try:
-        stored = durably(services, lambda: services.store.succeed_many(token, results, artifacts))
+        stored = durably(
+            services, lambda: services.store.succeed_many(token, results, artifacts, kept=kept)
+        )
     finally:
         keeper_of_process().untrack(contexts)
     done = {job.id for job in stored}

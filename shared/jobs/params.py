@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.jobs.numbers import Float, Int, JsonNumber, OptionalInt
 
 
 class Params(BaseModel):
@@ -21,17 +23,17 @@ class TextGenerateParams(Params):
     """Parameters of ``text.generate``."""
 
     prompt: str = Field(min_length=1, max_length=8000)
-    max_tokens: int = Field(100, ge=1, le=2048)
-    temperature: float = Field(1.0, gt=0, le=5)
-    top_k: int | None = Field(None, ge=1, le=100_000)
-    seed: int | None = Seed
+    max_tokens: Int = Field(100, ge=1, le=2048)
+    temperature: Float = Field(1.0, gt=0, le=5)
+    top_k: OptionalInt = Field(None, ge=1, le=100_000)
+    seed: OptionalInt = Seed
 
 
 class ImageGenerateParams(Params):
     """Parameters of ``image.generate``."""
 
-    n: int = Field(4, ge=1, le=64)
-    seed: int | None = Seed
+    n: Int = Field(4, ge=1, le=64)
+    seed: OptionalInt = Seed
 
 
 class TrainParams(Params):
@@ -40,10 +42,10 @@ class TrainParams(Params):
     dataset_id: uuid.UUID | None = Field(
         None, description="An uploaded dataset; built-in if absent."
     )
-    epochs: int = Field(3, ge=1, le=500)
-    batch_size: int = Field(64, ge=1, le=4096)
-    validation_split: float = Field(0.1, gt=0, lt=0.5)
-    version_every: int | None = Field(
+    epochs: Int = Field(3, ge=1, le=500)
+    batch_size: Int = Field(64, ge=1, le=4096)
+    validation_split: Float = Field(0.1, gt=0, lt=0.5)
+    version_every: OptionalInt = Field(
         None,
         ge=1,
         le=500,
@@ -57,13 +59,13 @@ class TextTrainParams(TrainParams):
 
     preset: Literal["tiny", "small", "seed"] = "small"
     tokenizer: Literal["char", "word"] | None = None
-    units: int | None = Field(None, ge=1, le=4096)
-    embedding_dim: int | None = Field(None, ge=1, le=2048)
-    vocab_size: int | None = Field(None, ge=4, le=50_000)
-    seq_len: int | None = Field(None, ge=4, le=512)
-    batch_size: int | None = Field(None, ge=1, le=4096, description="Default: the preset's.")
-    max_chars: int = Field(2_000_000, ge=1_000, le=50_000_000)
-    epoch_chars: int | None = Field(
+    units: OptionalInt = Field(None, ge=1, le=4096)
+    embedding_dim: OptionalInt = Field(None, ge=1, le=2048)
+    vocab_size: OptionalInt = Field(None, ge=4, le=50_000)
+    seq_len: OptionalInt = Field(None, ge=4, le=512)
+    batch_size: OptionalInt = Field(None, ge=1, le=4096, description="Default: the preset's.")
+    max_chars: Int = Field(2_000_000, ge=1_000, le=50_000_000)
+    epoch_chars: OptionalInt = Field(
         None,
         ge=1_000,
         le=50_000_000,
@@ -76,6 +78,6 @@ class ImageTrainParams(TrainParams):
     """Parameters of ``image.train``."""
 
     preset: Literal["tiny", "default"] = "default"
-    image_size: Literal[16, 32, 64] = 32
-    channels: Literal[1, 3] = 1
-    max_images: int = Field(10_000, ge=16, le=200_000)
+    image_size: Annotated[Literal[16, 32, 64], JsonNumber] = 32
+    channels: Annotated[Literal[1, 3], JsonNumber] = 1
+    max_images: Int = Field(10_000, ge=16, le=200_000)

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from shared.jobs.numbers import Float, Int
 from shared.jobs.status import JobStatus
 
 
@@ -44,7 +45,7 @@ class JobCreate(WebhookRequest):
         "the name the trained model is registered under.",
     )
     params: dict[str, Any] = Field(default_factory=dict)
-    priority: int = Field(0, ge=0, le=9)
+    priority: Int = Field(0, ge=0, le=9)
 
 
 class JobError(BaseModel):
@@ -113,7 +114,7 @@ class JobsPublic(BaseModel):
 class JobQuery(Strict):
     """Query string of ``GET /v1/jobs/{id}``."""
 
-    wait_s: float = Field(
+    wait_s: Float = Field(
         0,
         ge=0,
         le=60,
@@ -126,14 +127,14 @@ class JobsQuery(Strict):
 
     status: JobStatus | None = None
     type: str | None = Field(None, max_length=64)
-    limit: int = Field(20, ge=1, le=100)
+    limit: Int = Field(20, ge=1, le=100)
     cursor: str | None = Field(None, max_length=200)
 
 
 class ModelUpdate(Strict):
     """Body of ``PATCH /v1/models/{name}`` (admin scope)."""
 
-    shared: bool = Field(
+    shared: StrictBool = Field(
         description="True publishes the model to every tenant, read-only; false makes it "
         "private to its owner again."
     )

@@ -10,11 +10,11 @@ that lands between its read and its write makes it try again instead of losing t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, insert, literal, update
+from sqlalchemy import Delete, case, delete, exists, insert, literal, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import OperationalError
 
@@ -33,7 +33,7 @@ from shared.jobs.attempts import (
 from shared.jobs.reads import JobReads, snapshot
 from shared.jobs.rows import JOBS, claim_statement, new_row, row_values
 from shared.jobs.status import JobStatus
-from shared.tables import Artifact, Batch, Job, JsonType
+from shared.tables import Artifact, Batch, Dataset, Job, JsonType, ModelVersion
 from shared.tenants.idempotency import Claim
 
 
@@ -244,13 +244,17 @@ class JobStore(JobReads):
         results: dict[uuid.UUID, dict[str, Any]],
         artifacts: Sequence[Artifact],
         *,
+        kept: Collection[uuid.UUID],
         whole_rows: bool = True,
     ) -> list[Row]:
         """Finish many running jobs of one claim in one transaction, with their artifacts.
 
         One guarded UPDATE covers them all; artifacts are recorded only for the jobs it matched,
-        so a job whose lease was taken over leaves no rows behind. Without ``whole_rows`` (batch
-        items, which have no status snapshot) it returns the ids alone.
+        so a job whose lease was taken over leaves no rows behind. The rows earlier, lost
+        attempts of these jobs recorded go, all but ``kept`` (this attempt's, recorded as they
+        were made) and those a model version or dataset refers to; their files are orphans,
+        for the retention sweep. Without ``whole_rows`` (batch items, which have no status
+        snapshot) it returns the ids alone.
         """
         if not results:
             return []
@@ -270,10 +274,10 @@ class JobStore(JobReads):
             )
             .returning(*(JOBS.c if whole_rows else [JOBS.c.id, JOBS.c.batch_id]))
         )
-        engine = self.autocommit if not artifacts else self.sessions.kw["bind"]
-        with engine.begin() as conn:
+        with self.sessions.kw["bind"].begin() as conn:
             done = conn.execute(stmt).all()
             ids = {job.id for job in done}
+            conn.execute(_lost_artifacts(ids, kept))
             files = [row_values(a) for a in artifacts if a.job_id in ids]
             if files:
                 conn.execute(insert(Artifact.__table__), files)
@@ -424,3 +428,12 @@ class JobStore(JobReads):
             )
             session.commit()
         return result.rowcount or 0
+
+def _lost_artifacts(job_ids: Collection[uuid.UUID], kept: Collection[uuid.UUID]) -> Delete:
+    """Return the DELETE of the jobs' artifact rows but ``kept`` and those rows referred to."""
+    return delete(Artifact).where(
+        Artifact.job_id.in_(job_ids),
+        Artifact.id.not_in(kept),
+        ~exists().where(ModelVersion.artifact_id == Artifact.id),
+        ~exists().where(Dataset.artifact_id == Artifact.id),
+    )

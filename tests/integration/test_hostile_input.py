@@ -163,6 +163,42 @@ CASES = [
     ),
     case("malformed-cursor", "get", _cursor("not a time"), "cursor"),
     case("no-filename", "post", "/v1/datasets", "file", **_upload("", b"roses\n")),
+    # A boolean is no number (pydantic's lax mode would take false as 0), nor a digit string.
+    case(
+        "bool-priority",
+        "post",
+        "/v1/jobs",
+        "priority",
+        json={"type": "test.sleep", "priority": False},
+    ),
+    case(
+        "bool-param",
+        "post",
+        "/v1/jobs",
+        "params.seconds",
+        json={"type": "test.sleep", "params": {"seconds": True}},
+    ),
+    case(
+        "text-param",
+        "post",
+        "/v1/jobs",
+        "params.steps",
+        json={"type": "test.sleep", "params": {"steps": "2"}},
+    ),
+    case(
+        "bool-item-param",
+        "post",
+        "/v1/batches",
+        "items[0].params.steps",
+        json={"type": "test.sleep", "items": [{"custom_id": "a", "params": {"steps": True}}]},
+    ),
+    case(
+        "bool-choice",
+        "post",
+        "/v1/jobs",
+        "params.channels",
+        json={"type": "image.train", "model": "m", "params": {"channels": True}},
+    ),
 ]
 
 
