@@ -38,5 +38,5 @@ class Bench:
     def platform(self) -> dict[str, int]:
         """Return the roots of every platform process: API, worker, reconciler and servers."""
         return self.stack.roots(
-            "postgres", "redis", api="api", worker="gen", reconciler="reconciler"
+            *self.stack.servers, api="api", worker="gen", reconciler="reconciler"
         )

@@ -14,7 +14,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import cpu, inprocess, load, model_rows, platform_rows, stream_rows, tenant_rows
+from bench import (
+    cpu,
+    embedded_rows,
+    inprocess,
+    load,
+    model_rows,
+    platform_rows,
+    stream_rows,
+    tenant_rows,
+)
 from bench.context import Bench, client_for
 from bench.report import Report
 from bench.stack import ROOT, Stack, fresh_database, migrated_services, settings_values
@@ -90,6 +99,8 @@ def run(args: argparse.Namespace) -> Report:
     finally:
         stack.close()
         svc.close()
+    # After the servers' stack is gone, so that none of its processes shares the cores.
+    embedded_rows.interference(b)
     return report
 
 

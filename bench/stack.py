@@ -94,6 +94,19 @@ def settings_values(workdir: Path) -> dict[str, Any]:
     }
 
 
+def embedded_values(workdir: Path) -> dict[str, Any]:
+    """Return the settings of a bench stack on the embedded defaults, as ``make run`` serves."""
+    values = settings_values(workdir)
+    for server in ("database_url", "broker_url", "redis_url"):
+        del values[server]
+    return {
+        **values,
+        "database_url": f"sqlite:///{workdir}/aigc.sqlite3",
+        "broker_url": "filesystem://",
+        "broker_dir": str(workdir / "broker"),
+    }
+
+
 def migrated_services(values: dict[str, Any]) -> Services:
     """Migrate the bench database and return services on the bench's settings."""
     from shared import migrate
@@ -129,12 +142,13 @@ def redis_pid() -> int:
 class Stack:
     """The bench's processes, started by the launcher, and the pids to read their CPU from."""
 
-    def __init__(self, workdir: Path, values: dict[str, Any]) -> None:
+    def __init__(self, workdir: Path, values: dict[str, Any], *, embedded: bool = False) -> None:
         self.workdir = workdir
         self.values = values
         self.ports = {"api": free_port()}
         self.children: dict[str, Child] = {}
-        self.servers = {"postgres": postgres_pid(), "redis": redis_pid()}
+        # The embedded defaults have no servers: SQLite and the broker's files are in-process.
+        self.servers = {} if embedded else {"postgres": postgres_pid(), "redis": redis_pid()}
 
     @property
     def base_url(self) -> str:
