@@ -429,6 +429,7 @@ class JobStore(JobReads):
             session.commit()
         return result.rowcount or 0
 
+
 def _lost_artifacts(job_ids: Collection[uuid.UUID], kept: Collection[uuid.UUID]) -> Delete:
     """Return the DELETE of the jobs' artifact rows but ``kept`` and those rows referred to."""
     return delete(Artifact).where(
