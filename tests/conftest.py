@@ -22,6 +22,7 @@ from shared import migrate
 from shared.config import Settings
 from shared.services import Services, build_services
 from tests.s3server import S3Server, missing_s3
+from tests.services import PrivateRedis, missing_servers, stack_values
 from tests.support import (
     BROKER_DB,
     CACHE_DB,
@@ -35,6 +36,7 @@ from tests.support import (
     Api,
     Handle,
     ensure_database,
+    scratch_database,
     settings_env,
     tenant_api,
 )
@@ -219,6 +221,28 @@ def running_stack(
         stop.set()
         thread.join(60)
         services.close()
+
+
+@contextmanager
+def private_stack(
+    tmp: Path,
+    name: str,
+    process_env: dict[str, dict[str, str]] | None = None,
+    **settings: Any,
+) -> Iterator[Stack]:
+    """Run a stack on a Redis server and a PostgreSQL database of its own, files in ``tmp``.
+
+    For a module whose stack would disturb the shared one (a load, a restart, other settings).
+    """
+    need("PostgreSQL", _check_postgres())
+    need("a private Redis server", missing_servers())
+    redis_server = PrivateRedis().start()
+    values = stack_values(TEST_SETTINGS, tmp, redis_server, scratch_database(name), **settings)
+    try:
+        with running_stack(name, values, tmp, process_env) as stack:
+            yield stack
+    finally:
+        redis_server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,8 @@ from sqlalchemy import select
 
 from shared.tables import Job
 from shared.tenants.accounts import update_tenant
-from tests.conftest import TEST_SETTINGS, Stack, need, running_stack
-from tests.services import PrivateRedis, missing_servers, stack_values
-from tests.support import Api, scratch_database, wait_for
+from tests.conftest import Stack, private_stack
+from tests.support import Api, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,22 +27,9 @@ SLICE = 48  # starts: six chunks of each tenant when they alternate
 @pytest.fixture(scope="module")
 def paced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack on a private Redis and a scratch database, with small chunks and windows."""
-    need("a private Redis server", missing_servers())
-    redis = PrivateRedis().start()
     tmp = tmp_path_factory.mktemp("paced")
-    values = stack_values(
-        TEST_SETTINGS,
-        tmp,
-        redis,
-        scratch_database("paced"),
-        batch_chunk_size=4,
-        batch_window_chunks=2,
-    )
-    try:
-        with running_stack("paced", values, tmp) as stack:
-            yield stack
-    finally:
-        redis.stop()
+    with private_stack(tmp, "paced", batch_chunk_size=4, batch_window_chunks=2) as stack:
+        yield stack
 
 
 def _drain_side_by_side(stack: Stack, *clients: Api) -> list[str]:

@@ -18,9 +18,7 @@ import requests
 from sqlalchemy import func, select
 
 from shared.tables import Job
-from tests.conftest import TEST_SETTINGS, Stack, need, running_stack
-from tests.services import PrivateRedis, missing_servers, stack_values
-from tests.support import scratch_database
+from tests.conftest import Stack, private_stack
 
 pytestmark = pytest.mark.integration
 
@@ -32,15 +30,8 @@ BODY = {"type": "test.sleep", "params": {"seconds": 0, "steps": 1}}
 @pytest.fixture(scope="module")
 def crowded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack on a database and a Redis of its own, whose queue may grow by ten thousand."""
-    need("a private Redis server", missing_servers())
-    redis = PrivateRedis().start()
-    tmp = tmp_path_factory.mktemp("load")
-    values = stack_values(TEST_SETTINGS, tmp, redis, scratch_database("load"))
-    try:
-        with running_stack("postgres", values, tmp) as stack:
-            yield stack
-    finally:
-        redis.stop()
+    with private_stack(tmp_path_factory.mktemp("load"), "load") as stack:
+        yield stack
 
 
 def _client(base_url: str, key: str, count: int, seen: list[tuple[int, str | None]]) -> None:

@@ -26,9 +26,8 @@ from ops.launcher import METRICS_PORT_OFFSETS
 from shared.delivery.lanes import BATCH, lane_of
 from shared.jobs.status import JobStatus
 from shared.tables import Job
-from tests.conftest import TEST_SETTINGS, Stack, _check_postgres, need, running_stack
-from tests.services import PrivateRedis, missing_servers, stack_values
-from tests.support import free_ports, scratch_database, wait_for
+from tests.conftest import Stack, private_stack
+from tests.support import free_ports, wait_for
 from worker.metrics import QUEUE_WAIT_BUCKETS_S, RUN_BUCKETS_S
 
 pytestmark = pytest.mark.integration
@@ -40,23 +39,13 @@ CELERY_NOTICE = "worker: "  # "worker: Warm shutdown (MainProcess)"
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Run a stack with metrics endpoints and JSON logs on a database and a Redis of its own."""
-    need("PostgreSQL", _check_postgres())
-    need("redis-server", missing_servers())
-    tmp = tmp_path_factory.mktemp("observed")
-    redis = PrivateRedis().start()
-    values = stack_values(
-        TEST_SETTINGS,
-        tmp,
-        redis,
-        scratch_database("observed"),
+    with private_stack(
+        tmp_path_factory.mktemp("observed"),
+        "observed",
         metrics_port=free_ports(len(METRICS_PORT_OFFSETS)),
         log_format="json",
-    )
-    try:
-        with running_stack("postgres", values, tmp) as stack:
-            yield stack
-    finally:
-        redis.stop()
+    ) as stack:
+        yield stack
 
 
 def scrape(url: str) -> Samples:

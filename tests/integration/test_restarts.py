@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 
 from shared.tables import Job
-from tests.conftest import TEST_SETTINGS, Stack, _check_postgres, need, running_stack
-from tests.services import PrivateRedis, missing_servers, stack_values
-from tests.support import scratch_database, wait_for
+from tests.conftest import Stack, private_stack
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -30,23 +29,9 @@ JOB_S = 6.0  # longer than the grace and the wait for all to start: none finishe
 @pytest.fixture(scope="module")
 def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack with a job thread per job and a short stop grace, on servers of its own."""
-    need("PostgreSQL", _check_postgres())
-    need("redis-server", missing_servers())
     tmp = tmp_path_factory.mktemp("restarts")
-    redis = PrivateRedis().start()
-    values = stack_values(
-        TEST_SETTINGS,
-        tmp,
-        redis,
-        scratch_database("restarts"),
-        generate_threads=JOBS,
-        stop_grace_s=GRACE_S,
-    )
-    try:
-        with running_stack("postgres", values, tmp) as stack:
-            yield stack
-    finally:
-        redis.stop()
+    with private_stack(tmp, "restarts", generate_threads=JOBS, stop_grace_s=GRACE_S) as stack:
+        yield stack
 
 
 def _pids(stack: Stack, job_id: str, effect: str) -> list[int]:

@@ -20,11 +20,10 @@ from PIL import Image
 from sqlalchemy import select
 
 from shared.tables import Artifact
-from tests.conftest import TEST_SETTINGS, Stack, need, running_stack
+from tests.conftest import Stack, private_stack
 from tests.integration.test_models import TINY_IMAGE, TINY_TEXT
 from tests.s3server import S3Server
-from tests.services import PrivateRedis, missing_servers, stack_values
-from tests.support import scratch_database, wait_for
+from tests.support import wait_for
 
 # Not marked ml though they train tiny models: they test where files go, which does not depend
 # on the Keras backend, so the JAX pass of `make test` need not repeat them.
@@ -39,14 +38,12 @@ WORKER_HOST = "worker-host"  # the workers' artifact folder, beside the API's
 @pytest.fixture(scope="module")
 def s3stack(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Iterator[Stack]:
     """A stack whose artifacts live in S3, with the workers on another "host"."""
-    need("a private Redis server", missing_servers())
-    redis = PrivateRedis().start()
     tmp = tmp_path_factory.mktemp("s3stack")
-    values = stack_values(
-        TEST_SETTINGS,
+    worker_host = {"AIGC_ARTIFACT_DIR": str(tmp / WORKER_HOST)}
+    with private_stack(
         tmp,
-        redis,
-        scratch_database("s3"),
+        "s3",
+        {"generate": worker_host, "train": worker_host},
         artifact_dir=tmp / "api-host",
         artifact_presign_ttl_s=PRESIGN_TTL_S,
         # A training child imports TensorFlow for a minute on a busy machine: a 2 s lease
@@ -54,16 +51,9 @@ def s3stack(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> It
         lease_s=10.0,
         heartbeat_s=2.0,
         **s3_server.settings(),
-    )
-    worker_host = {"AIGC_ARTIFACT_DIR": str(tmp / WORKER_HOST)}
-    try:
-        with running_stack(
-            "s3", values, tmp, {"generate": worker_host, "train": worker_host}
-        ) as stack:
-            stack.extra["s3"] = s3_server
-            yield stack
-    finally:
-        redis.stop()
+    ) as stack:
+        stack.extra["s3"] = s3_server
+        yield stack
 
 
 def _recorded_file(stack: Stack) -> tuple[str, bytes]:
