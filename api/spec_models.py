@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, RootModel, WithJsonSchema, create_model
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.jobs import jobtypes
 from shared.jobs.batches import MAX_ITEMS, BatchCreate, BatchItem
-from shared.jobs.schemas import JobCreate, WebhookEvent
+from shared.jobs.schemas import WEBHOOK_EVENTS, WEBHOOK_EVENTS_DOC, JobCreate, WebhookEvent
 from shared.models.registry import NAME_RE, REF_RE
 
 # A file part of a multipart form.
@@ -49,16 +49,16 @@ def batch_upload() -> type[BaseModel]:
             Field(
                 "",
                 pattern=_events_list(),
-                description="Comma-separated: start, progress, completed (default).",
+                description=f"Comma-separated: {WEBHOOK_EVENTS_DOC}.",
             ),
         ),
     )
 
 
 def _events_list() -> str:
-    """Return the pattern of a comma-separated list of up to 3 webhook events (or none)."""
-    event = r"\s*(" + "|".join(get_args(WebhookEvent)) + r")\s*"
-    return f"^({event}(,{event}){{0,2}})?$"
+    """Return the pattern of a comma-separated list of webhook events, at most one per kind."""
+    event = r"\s*(" + "|".join(WEBHOOK_EVENTS) + r")\s*"
+    return f"^({event}(,{event}){{0,{len(WEBHOOK_EVENTS) - 1}}})?$"
 
 
 def _batch_types() -> list[jobtypes.JobType]:
@@ -215,7 +215,7 @@ class WebhookDeliveryPublic(BaseModel):
     """One event for a job's webhook, and every attempt to deliver it."""
 
     id: uuid.UUID = Field(description="Sent as ``webhook-id``; repeated by each retry.")
-    event: Literal["start", "progress", "completed"]
+    event: WebhookEvent
     url: str
     status: Literal["pending", "delivered", "failed"]
     attempts: list[WebhookAttempt]

@@ -120,12 +120,6 @@ class StorageUnavailable(RetryableError):
     code = "storage_unavailable"
 
 
-class BrokerUnavailable(RetryableError):
-    """Raised when a message cannot be published to the broker."""
-
-    code = "broker_unavailable"
-
-
 # Errors that end a job without it being anyone's input mistake.
 class JobCanceled(AigcError):
     """Raised inside a handler when the job's cancel flag was seen."""

@@ -36,6 +36,7 @@ from shared.delivery.webhook_urls import check_url
 from shared.errors import InputError
 from shared.jobs.batches import batch_status
 from shared.jobs.reads import to_public
+from shared.jobs.schemas import DEFAULT_WEBHOOK_EVENTS, WebhookEvent
 from shared.jobs.status import BATCH_TERMINAL, TERMINAL, JobStatus
 from shared.tables import NOTIFY, NOTIFY_BATCH, Batch, Job, Tenant, WebhookDelivery
 from shared.webhooks import sign_headers
@@ -45,8 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("start", "progress", "completed")
-DEFAULT_EVENTS = ["completed"]
 PAGE = 200
 SENDERS = 8  # deliveries in flight at once per dispatcher
 
@@ -91,14 +90,14 @@ def _enqueue_jobs(services: Services) -> int:
             if session.execute(mark).rowcount != 1:  # type: ignore[attr-defined]
                 session.rollback()  # another dispatcher told it, or the job changed meanwhile
                 continue
-            if event in (job.webhook_events or DEFAULT_EVENTS):
+            if event in (job.webhook_events or DEFAULT_WEBHOOK_EVENTS):
                 session.add(_delivery(job.tenant_id, job.webhook, event, to_public(job), job.id))
                 created += 1
             session.commit()
     return created
 
 
-def _job_event(job: Job, sent: set[str]) -> str | None:
+def _job_event(job: Job, sent: set[str]) -> WebhookEvent | None:
     if job.status in TERMINAL:
         return "completed"
     if job.status == JobStatus.RUNNING:
@@ -125,14 +124,14 @@ def _enqueue_batches(services: Services) -> int:
                 .returning(Batch.tenant_id, Batch.webhook, Batch.webhook_events)
             )
             row = session.execute(told).one_or_none()
-            if row is not None and event in (row.webhook_events or DEFAULT_EVENTS):
+            if row is not None and event in (row.webhook_events or DEFAULT_WEBHOOK_EVENTS):
                 session.add(_delivery(row.tenant_id, row.webhook, event, view, batch=batch_id))
                 created += 1
             session.commit()
     return created
 
 
-def _batch_event(view: dict[str, Any], state: str | None) -> tuple[str | None, str | None]:
+def _batch_event(view: dict[str, Any], state: str | None) -> tuple[WebhookEvent | None, str | None]:
     """Return the event a batch's counts call for, and the state that records it."""
     counts = view["counts"]
     ended = sum(counts[s] for s in TERMINAL)
@@ -150,7 +149,7 @@ def _batch_event(view: dict[str, Any], state: str | None) -> tuple[str | None, s
 def _delivery(
     tenant_id: uuid.UUID | None,
     url: str | None,
-    event: str,
+    event: WebhookEvent,
     data: dict[str, Any],
     job: uuid.UUID | None = None,
     batch: uuid.UUID | None = None,

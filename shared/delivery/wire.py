@@ -17,7 +17,6 @@ import uuid
 from typing import Any
 
 ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
-NO_CANVAS = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
 def envelope(task: str, arg: Any, queue: str, time_limit: float, soft_limit: float) -> str:

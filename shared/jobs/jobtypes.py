@@ -17,7 +17,6 @@ from shared.config import Settings
 from shared.errors import InputError
 
 Queue = Literal["generate", "train"]
-QUEUES: tuple[Queue, ...] = ("generate", "train")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
@@ -19,6 +19,12 @@ class Strict(BaseModel):
 
 
 WebhookEvent = Literal["start", "progress", "completed"]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = get_args(WebhookEvent)
+DEFAULT_WEBHOOK_EVENTS: list[WebhookEvent] = ["completed"]  # for a request that names none
+# The events as the API's descriptions list them, the default marked.
+WEBHOOK_EVENTS_DOC = ", ".join(
+    f"{e} (default)" if e in DEFAULT_WEBHOOK_EVENTS else e for e in WEBHOOK_EVENTS
+)
 
 
 class WebhookRequest(Strict):
@@ -30,7 +36,7 @@ class WebhookRequest(Strict):
         description="An https URL that gets the events, signed (Standard Webhooks).",
     )
     webhook_events_filter: list[WebhookEvent] | None = Field(
-        None, max_length=3, description="Which events: start, progress, completed (default)."
+        None, max_length=len(WEBHOOK_EVENTS), description=f"Which events: {WEBHOOK_EVENTS_DOC}."
     )
 
 
