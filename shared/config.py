@@ -11,6 +11,14 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 VAR_DIR = Path("var")
+BrokerKind = Literal["filesystem", "redis", "amqp", "sqlalchemy"]
+# kombu's URL schemes of the brokers aigc-queue runs on; sqla+<database URL> is the SQLAlchemy one.
+BROKER_SCHEMES: dict[str, BrokerKind] = {
+    "filesystem": "filesystem",
+    "redis": "redis",
+    "rediss": "redis",
+    "amqp": "amqp",
+}
 
 
 class Settings(BaseSettings):
@@ -249,6 +257,12 @@ class Settings(BaseSettings):
             return [p.strip() for p in value.split(",") if p.strip()]
         return value
 
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str) -> str:
+        broker_kind_of(value)  # a ValueError names the brokers we run on
+        return value
+
     @field_validator("artifact_url")
     @classmethod
     def _check_artifact_url(cls, value: str | None) -> str | None:
@@ -285,19 +299,35 @@ class Settings(BaseSettings):
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
 
     @property
+    def broker_kind(self) -> BrokerKind:
+        """Return which broker ``broker_url`` names, by its scheme."""
+        return broker_kind_of(self.broker_url)
+
+    @property
     def is_embedded(self) -> bool:
         """Return whether the broker needs no server (single-machine mode)."""
-        return not self.broker_url.startswith(("redis://", "rediss://", "amqp://"))
+        return self.broker_kind in ("filesystem", "sqlalchemy")
 
     def ensure_dirs(self) -> None:
         """Create the local folders the embedded defaults write to."""
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
-        if self.broker_url.startswith("filesystem://"):
+        if self.broker_kind == "filesystem":
             for sub in ("queue", "control"):
                 (self.broker_dir / sub).mkdir(parents=True, exist_ok=True)
         for url in (self.database_url, self.broker_url):
             if url.startswith(("sqlite:///", "sqla+sqlite:///")):
                 Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def broker_kind_of(url: str) -> BrokerKind:
+    """Return the kind of broker a URL names; a ValueError for one aigc-queue does not run on."""
+    scheme = url.partition("://")[0]
+    if scheme.startswith("sqla+"):
+        return "sqlalchemy"
+    if scheme not in BROKER_SCHEMES:
+        schemes = ", ".join(f"{s}://" for s in BROKER_SCHEMES)
+        raise ValueError(f"broker_url must be {schemes} or sqla+<database URL>")
+    return BROKER_SCHEMES[scheme]
 
 
 def split_artifact_url(url: str) -> tuple[str, str, str]:

@@ -17,7 +17,7 @@ def make_celery(settings: Settings) -> Celery:
     """Create a Celery app configured for at-least-once delivery with ids-only JSON messages."""
     settings.ensure_dirs()
     app = Celery("aigc", broker=settings.broker_url, set_as_current=False)
-    if settings.broker_url.startswith("filesystem://"):
+    if settings.broker_kind == "filesystem":
         app.conf.broker_transport = "shared.delivery.fs_transport:Transport"
     app.conf.update(
         # JSON only: pickle would let a broker writer run code on workers.
@@ -63,8 +63,7 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def _transport_options(settings: Settings) -> dict[str, object]:
-    url = settings.broker_url
-    if url.startswith("filesystem://"):
+    if settings.broker_kind == "filesystem":
         folder = str(settings.broker_dir / "queue")
         return {
             "data_folder_in": folder,
@@ -72,7 +71,7 @@ def _transport_options(settings: Settings) -> dict[str, object]:
             "control_folder": str(settings.broker_dir / "control"),
             "polling_interval": settings.broker_poll_interval_s,
         }
-    if url.startswith("sqla+"):
+    if settings.broker_kind == "sqlalchemy":
         return {}  # kombu hands these options to create_engine(); it accepts none of ours
     return {
         # No ack emulation: see task_acks_late above.

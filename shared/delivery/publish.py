@@ -45,7 +45,7 @@ class Publisher:
                 socket_timeout=settings.publish_timeout_s,
                 socket_connect_timeout=settings.publish_timeout_s,
             )
-            if settings.broker_url.startswith(("redis://", "rediss://"))
+            if settings.broker_kind == "redis"
             else None
         )
 
