@@ -16,13 +16,12 @@ import requests
 from sqlalchemy import create_engine, text
 
 from bench import cpu
-from ops.launcher import (
+from ops.launcher import Child, free_port
+from ops.processes import (
     CELERY_READY,
     GUNICORN_READY,
-    Child,
     ProcessSpec,
     api_command,
-    free_port,
     reconciler_command,
     worker_command,
 )

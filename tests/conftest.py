@@ -17,7 +17,8 @@ import redis
 import yaml
 from sqlalchemy import create_engine, text
 
-from ops.launcher import Supervisor, free_port, stack_specs
+from ops.launcher import Supervisor, free_port
+from ops.processes import stack_specs
 from shared import migrate
 from shared.config import Settings
 from shared.services import Services, build_services

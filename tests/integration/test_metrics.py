@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from api.metrics import HTTP_BUCKETS_S
-from ops.launcher import METRICS_PORT_OFFSETS
+from ops.processes import METRICS_PORT_OFFSETS
 from shared.delivery.lanes import BATCH, lane_of
 from shared.jobs.status import JobStatus
 from shared.tables import Job

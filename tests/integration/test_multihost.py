@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from ops.launcher import (
+from ops.launcher import Supervisor
+from ops.processes import (
     CELERY_READY,
     GUNICORN_READY,
     ProcessSpec,
-    Supervisor,
     api_command,
     reconciler_command,
     worker_command,

@@ -6,10 +6,10 @@ import sys
 import time
 from pathlib import Path
 
-from ops.launcher import (
+from ops.launcher import Supervisor
+from ops.processes import (
     JSON_GUNICORN_LOGGER,
     ProcessSpec,
-    Supervisor,
     default_pool,
     gpu_env,
     stack_specs,
