@@ -20,6 +20,7 @@ from api.auth import OPEN_ENDPOINTS, required_scope
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import MAX_KEY_LENGTH
 from shared.jobs import jobtypes
+from shared.jobs.batches import BatchPublic
 from shared.jobs.schemas import (
     ArtifactPublic,
     JobPublic,
@@ -161,7 +162,7 @@ SCHEMAS: list[type[BaseModel]] = [
     ModelUpdate,
     Problem,
     spec_models.DatasetUpload,
-    spec_models.BatchPublic,
+    BatchPublic,
     spec_models.DatasetPublic,
     spec_models.DatasetsPublic,
     spec_models.ModelPublic,

@@ -130,22 +130,6 @@ class DatasetUpload(BaseModel):
     name: str = Field("", description="Defaults to the file's name; cut at 128 characters.")
 
 
-class BatchPublic(BaseModel):
-    """A batch with its counts by job status."""
-
-    id: uuid.UUID
-    type: str
-    model: str | None
-    status: str = Field(description="Derived from its items' statuses.")
-    counts: dict[str, int]
-    total: int
-    progress: float
-    created_at: datetime
-    finished_at: datetime | None
-    expired_at: datetime | None = Field(None, description="When retention dropped its results.")
-    results_url: str
-
-
 class DatasetPublic(BaseModel):
     """An uploaded dataset; ``size`` and ``sha256`` come with the upload's answer only."""
 

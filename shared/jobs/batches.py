@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import IO, Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from shared.config import Settings
@@ -40,6 +40,22 @@ class BatchCreate(WebhookRequest):
     type: str = Field(min_length=1, max_length=64)
     model: str | None = Field(None, max_length=128)
     items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class BatchPublic(BaseModel):
+    """A batch with its counts by job status."""
+
+    id: uuid.UUID
+    type: str
+    model: str | None
+    status: str = Field(description="Derived from its items' statuses.")
+    counts: dict[str, int]
+    total: int
+    progress: float
+    created_at: datetime
+    finished_at: datetime | None
+    expired_at: datetime | None = Field(None, description="When retention dropped its results.")
+    results_url: str
 
 
 def parse_jsonl(stream: IO[bytes], max_line_bytes: int) -> Iterator[dict[str, Any]]:
@@ -181,23 +197,22 @@ def batch_status(svc: Services, batch_id: uuid.UUID) -> dict[str, Any]:
 def batch_view(
     batch: Batch, counts: dict[str, int], last_finished: datetime | None
 ) -> dict[str, Any]:
-    """Return the client view of a batch from its items' counts by status."""
+    """Return the JSON-ready client view (``BatchPublic``) of a batch from its items' counts."""
     counts = {s.value: int(counts.get(s.value, 0)) for s in JobStatus}
     done = sum(counts[s] for s in TERMINAL)
-    last = last_finished
-    return {
-        "id": str(batch.id),
-        "type": batch.type,
-        "model": batch.model,
-        "status": derive_status(batch, counts, done),
-        "counts": counts,
-        "total": batch.item_count,
-        "progress": done / max(batch.item_count, 1),
-        "created_at": batch.created_at.isoformat(),
-        "finished_at": last.isoformat() if last and done == batch.item_count else None,
-        "expired_at": batch.expired_at.isoformat() if batch.expired_at else None,
-        "results_url": f"/v1/batches/{batch.id}/results",
-    }
+    return BatchPublic(
+        id=batch.id,
+        type=batch.type,
+        model=batch.model,
+        status=derive_status(batch, counts, done),
+        counts=counts,
+        total=batch.item_count,
+        progress=done / max(batch.item_count, 1),
+        created_at=batch.created_at,
+        finished_at=last_finished if done == batch.item_count else None,
+        expired_at=batch.expired_at,
+        results_url=f"/v1/batches/{batch.id}/results",
+    ).model_dump(mode="json")
 
 
 def derive_status(batch: Batch, counts: dict[str, int], done: int) -> BatchStatus:
