@@ -17,7 +17,7 @@ from ops.client import ApiError, Client
 from shared.config import get_settings
 from shared.jobs.params import ImageGenerateParams, TextGenerateParams
 from shared.jobs.schemas import JobsQuery
-from shared.jobs.status import BATCH_TERMINAL
+from shared.jobs.status import BATCH_TERMINAL, BatchStatus, JobStatus
 
 
 def _default(schema: type[BaseModel], name: str) -> Any:
@@ -62,7 +62,7 @@ def wait(job_id: str, timeout: float | None) -> None:
 
     job = _call(lambda: wait_with_bar(_client(), job_id, timeout))
     click.echo(json.dumps({k: job[k] for k in ("id", "status", "result", "error")}, indent=2))
-    sys.exit(0 if job["status"] == "succeeded" else 1)
+    sys.exit(0 if job["status"] == JobStatus.SUCCEEDED else 1)
 
 
 @click.command()
@@ -247,7 +247,7 @@ def batch_wait(batch_id: str, out_path: str | None) -> None:
         with open(out_path, "wb") as fh:
             for chunk in resp.iter_content(64 * 1024):
                 fh.write(chunk)
-    sys.exit(0 if status["status"] == "completed" else 1)
+    sys.exit(0 if status["status"] == BatchStatus.COMPLETED else 1)
 
 
 def _compact(params: dict[str, Any]) -> dict[str, Any]:
@@ -255,7 +255,7 @@ def _compact(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _exit_unless_succeeded(job: dict[str, Any]) -> None:
-    if job["status"] != "succeeded":
+    if job["status"] != JobStatus.SUCCEEDED:
         error = job.get("error") or {}
         raise click.ClickException(f"job {job['status']}: {error.get('message', '')}")
 
