@@ -32,14 +32,18 @@ def up(no_bootstrap: bool) -> None:
 
 
 @main.command()
-@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
-def api(workers: int) -> None:
+@click.option(
+    "--workers", type=int, default=None, help="gunicorn worker processes (AIGC_API_WORKERS)."
+)
+def api(workers: int | None) -> None:
     """Run the HTTP API under gunicorn."""
     from ops.launcher import exec_command
     from ops.processes import api_command
     from shared.observe.export import MULTIPROC_ENV, metrics_env, reset_dir
 
-    settings = get_settings().model_copy(update={"api_workers": workers})
+    settings = get_settings()
+    if workers:
+        settings = settings.model_copy(update={"api_workers": workers})
     env = metrics_env(settings, "api", None)
     reset_dir(Path(env[MULTIPROC_ENV]))
     exec_command(api_command(settings), env)
