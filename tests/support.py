@@ -35,15 +35,21 @@ def wait_for(
     timeout_s: float = 30.0,
     interval_s: float = 0.1,
     what: str = "condition",
+    seen: Callable[[], Any] | None = None,
 ) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test on timeout."""
+    """Poll ``predicate`` until it returns something truthy; on timeout, fail with what was seen.
+
+    That is ``seen()`` where given (the state the condition is judged on), else the last value.
+    """
     deadline = time.monotonic() + timeout_s
+    value = None
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+    last = seen() if seen is not None else value
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; seen: {last!r}")
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> int:

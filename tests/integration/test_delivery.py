@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import uuid
 
 import pytest
@@ -44,13 +43,21 @@ def test_a_job_that_always_kills_its_worker_fails_as_worker_lost(stack: Stack) -
 
 
 def test_the_same_message_twice_runs_the_job_once(stack: Stack) -> None:
+    offset = len(stack.worker.child.log_text())
     job_id = stack.api.submit("test.sleep", {"seconds": 0.5, "steps": 5})["id"]
     row = stack.services.store.get(uuid.UUID(job_id))
     stack.services.publisher.publish([row, row], stamped=True)
     done = stack.api.wait(job_id)
     stack.services.publisher.publish([row], stamped=True)
 
-    time.sleep(1.5)
+    # Four messages of one job (the submit's and three copies): one ran it, and the worker has
+    # dropped the other three, each with a line naming the job.
+    def drops() -> list[str]:
+        lines = stack.worker.child.log_text(offset).splitlines()
+        return [line for line in lines if "messages dropped" in line and job_id in line]
+
+    wait_for(lambda: len(drops()) >= 3, 30, what="three dropped copies", seen=drops)
+    assert len(drops()) == 3, drops()
     after = stack.api.job(job_id)
     assert done["status"] == after["status"] == "succeeded"
     assert after["attempts"] == 1
