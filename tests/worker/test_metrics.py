@@ -7,8 +7,16 @@ import uuid
 import pytest
 from prometheus_client import REGISTRY
 
-from worker.metrics import PASS_BUCKETS_S, PASS_ROWS_BUCKETS
 from worker.scheduler import BatchStats
+
+# The contract in docs/deployment.md (the dashboard's quantiles are read from these bounds),
+# written out here rather than read from the constants that build the histograms.
+PASS_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+DOCUMENTED_BUCKETS = {
+    "aigc_model_pass_rows": tuple(2**i for i in range(14)),  # 1, 2, 4, ... 8192
+    "aigc_model_pass_seconds": PASS_BUCKETS_S,
+    "aigc_model_pass_wait_seconds": PASS_BUCKETS_S,
+}
 
 
 def _value(name: str, kind: str, **labels: str) -> float | None:
@@ -30,11 +38,7 @@ def test_a_pass_waits_from_when_it_could_have_started() -> None:
 def test_the_pass_histograms_have_the_documented_buckets() -> None:
     kind = f"test-{uuid.uuid4().hex[:8]}"
     BatchStats(kind).record(1, started=1.0, ended=1.1, oldest=1.0)
-    for name, buckets in (
-        ("aigc_model_pass_rows", PASS_ROWS_BUCKETS),
-        ("aigc_model_pass_seconds", PASS_BUCKETS_S),
-        ("aigc_model_pass_wait_seconds", PASS_BUCKETS_S),
-    ):
+    for name, buckets in DOCUMENTED_BUCKETS.items():
         bounds = {
             float(sample.labels["le"])
             for family in REGISTRY.collect()
