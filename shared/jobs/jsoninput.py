@@ -25,6 +25,7 @@ _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 # Openers count +1 and closers -1 (0xFF read as int8).
 _STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_TEXT = "text must not hold NUL or unpaired surrogate characters"
 
 
 def loads(raw: bytes, prefix: str = "") -> Any:
@@ -62,9 +63,7 @@ def _too_deep(raw: bytes) -> bool:
 def _check_text(value: Any, path: str) -> None:
     """Raise InputError naming the first string (key or value) PostgreSQL could not store."""
     if isinstance(value, str) and _UNSTORABLE.search(value):
-        raise InputError(
-            "text must not hold NUL or unpaired surrogate characters", field=path or "body"
-        )
+        raise InputError(UNSTORABLE_TEXT, field=path or "body")
     if isinstance(value, dict):
         for key, item in value.items():
             _check_text(key, path)
