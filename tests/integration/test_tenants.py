@@ -178,16 +178,25 @@ def _race(api: Api, path: str, payload: dict[str, Any], headers: dict[str, str])
         return list(pool.map(lambda _: api.post(path, json=payload, headers=headers), range(12)))
 
 
+def _outlive_cached_counts() -> None:
+    """Let every API process's cached queued count expire, so that the next submit reads it.
+
+    Not a wait for the system to do something: the cache's lifetime (``FRESH_S``) is fixed,
+    and measured on this machine's monotonic clock, as this sleep is.
+    """
+    time.sleep(FRESH_S * 1.5)
+
+
 def test_caps_answer_429_and_hold_running_jobs(stack: Stack) -> None:
     a = stack.client("capped")
     update_tenant(stack.services.store.sessions, name="capped", max_running=1, max_queued=3)
     long = a.submit("test.sleep", {"seconds": 30, "steps": 300})
     a.wait(long["id"], 30, statuses={"running"})
     # Each API process reads a tenant's queued count once a second, and counts its own accepts
-    # in between: wait, before and after the three, until every process has read it afresh.
-    time.sleep(FRESH_S * 1.5)
+    # in between: before and after the three, every process's count is let expire.
+    _outlive_cached_counts()
     queued = [a.submit("test.sleep", {"seconds": 0})["id"] for _ in range(3)]
-    time.sleep(FRESH_S * 1.5)
+    _outlive_cached_counts()
     before = _counts(stack)
     over = a.post("/v1/jobs", json={"type": "test.sleep", "params": {}})
     assert over.status_code == 429, over.text
@@ -206,7 +215,7 @@ def test_caps_answer_429_and_hold_running_jobs(stack: Stack) -> None:
     # interactive jobs and its own bulk never hold each other up.
     long = a.submit("test.sleep", {"seconds": 30, "steps": 300})
     a.wait(long["id"], 30, statuses={"running"})
-    time.sleep(FRESH_S * 1.5)
+    _outlive_cached_counts()
     resp = a.post("/v1/batches", json={"type": "test.sleep", "items": _items(2)})
     assert resp.status_code == 202, resp.text
     wait_for(
