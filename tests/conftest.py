@@ -54,6 +54,9 @@ TEST_SETTINGS: dict[str, Any] = {
     "stuck_grace_s": 1.0,
     "restart_backoff_s": 0.2,
     "restart_backoff_max_s": 2.0,
+    # A stop's SIGKILL comes this long after its SIGTERM (15 s by default): the tests stop and
+    # tear down processes often, some with a thread hung for good; test_restarts sets its own.
+    "stop_grace_s": 5.0,
     "broker_poll_interval_s": 0.05,
     # Keep worker restarts cheap: the platform tests never need Keras in the worker.
     "warmup_imports": False,
@@ -73,6 +76,13 @@ TEST_SETTINGS: dict[str, Any] = {
     "webhook_timeout_s": 2.0,
     "webhook_poll_s": 0.25,
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker of the tests that `make test` runs in a pass of their own."""
+    config.addinivalue_line(
+        "markers", "outage: holds a private server down for a minute; run beside the suite"
+    )
 
 
 def need(service: str, error: Exception | None) -> None:
