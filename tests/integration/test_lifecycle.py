@@ -98,6 +98,21 @@ def test_invalid_requests_store_and_send_nothing(stack: Stack, body: dict, field
     assert _counts(stack) == before
 
 
+def test_a_prompt_without_tokens_for_the_models_tokenizer_is_rejected(stack: Stack) -> None:
+    # The API checks a prompt with the tokenizer saved with the model's version: a version
+    # registered with a word tokenizer is enough, no Keras model is trained or loaded.
+    name = f"words-{uuid.uuid4().hex[:8]}"
+    registered = stack.api.submit("test.register", {"tokenizer": "word"}, model=name)
+    assert stack.api.wait(registered["id"], 60)["status"] == "succeeded"
+    blank = {"type": "text.generate", "model": name, "params": {"prompt": " \n\t "}}
+    wait_for(lambda: _counts(stack)[1] == 0, 30, what="the queue to drain")
+    before = _counts(stack)
+    resp = stack.api.post("/v1/jobs", json=blank)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["errors"][0]["field"] == "params.prompt"
+    assert _counts(stack) == before
+
+
 def test_malformed_and_oversized_bodies(stack: Stack) -> None:
     resp = stack.api.post(
         "/v1/jobs", data="{not json", headers={"Content-Type": "application/json"}

@@ -124,17 +124,6 @@ def test_generation_requests_are_validated_against_the_registry(
     stack.api.post(f"/v1/jobs/{pending['id']}/cancel")
 
 
-def test_a_prompt_without_tokens_is_rejected(stack: Stack) -> None:
-    params = dict(TINY_TEXT, tokenizer="word", vocab_size=200)
-    _train(stack, "text", "tiny-words", params)
-    resp = stack.api.post(
-        "/v1/jobs",
-        json={"type": "text.generate", "model": "tiny-words", "params": {"prompt": " \n\t "}},
-    )
-    assert resp.status_code == 422
-    assert resp.json()["errors"][0]["field"] == "params.prompt"
-
-
 def test_image_model_generates_pngs_deterministically(stack: Stack, image_model: str) -> None:
     def run(seed: int) -> dict:
         job = stack.api.submit("image.generate", {"n": 3, "seed": seed}, model=image_model)
