@@ -21,6 +21,8 @@ from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
+POISON_ATTEMPTS = 2  # a poison job's limit: each of its charged losses restarts the worker
+
 
 def _steps(job: dict[str, Any]) -> int:
     return (job.get("progress") or {}).get("step", 0)
@@ -65,11 +67,23 @@ def test_a_poison_job_costs_its_neighbours_no_attempt(stack: Stack) -> None:
     neighbours = [stack.api.submit("test.sleep", {"seconds": 3, "steps": 30}) for _ in range(6)]
     for job in neighbours:
         stack.api.wait(job["id"], statuses={"running"})
-    poison = stack.api.submit("test.crash", {"crash_attempts": 10, "seconds": 0.2})
-    done = stack.api.wait(poison["id"], timeout_s=180)
+    # Two attempts, not the stack's three: each charged loss is a worker restart, and two show
+    # that only the poison job's own losses are charged, up to its limit.
+    (poison,) = stack.services.store.create(
+        [
+            Job(
+                type="test.crash",
+                params={"crash_attempts": 10, "seconds": 0.2},
+                max_attempts=POISON_ATTEMPTS,
+                tenant_id=stack.api.tenant_id,
+            )
+        ]
+    )
+    assert stack.services.publisher.publish([poison], stamped=True) == 1
+    done = stack.api.wait(str(poison.id), timeout_s=180)
     assert done["status"] == "failed" and done["error"]["code"] == "worker_lost", done
     charged = [e for e in done["errors"] if e.get("charged")]
-    assert len(charged) == stack.settings.max_attempts
+    assert len(charged) == POISON_ATTEMPTS, done
     for job in neighbours:
         ended = stack.api.wait(job["id"], timeout_s=180)
         assert ended["status"] == "succeeded", ended
