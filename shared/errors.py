@@ -133,13 +133,17 @@ class JobTimeout(AigcError):
     code = "timeout"
 
 
+class WorkerLost(AigcError):
+    """Recorded (never raised) when a job's lease expired because its worker was lost."""
+
+    code = "worker_lost"
+
+
 class LeaseLost(AigcError):
     """Raised when a worker finds that its lease on a job was taken over."""
 
     code = "lease_lost"
 
 
-class InvalidTransition(AigcError):
-    """Raised when code asks for a job state change the state machine does not allow."""
-
-    code = "invalid_transition"
+class InvalidTransition(Conflict):
+    """Raised when a job is asked for a move its state does not allow (a cancel once it ended)."""

@@ -28,12 +28,13 @@ from sqlalchemy import select
 from shared.delivery import lanes
 from shared.jobs.cache import CANCEL_CHANNEL
 from shared.jobs.events import listen_forever
+from shared.jobs.lifecycle import Event
 from shared.observe.logs import job_fields
 from shared.services import Services
 from shared.tables import Job
 from worker import metrics
 from worker.context import JobContext
-from worker.outcomes import TIMEOUT_MESSAGE, Outcome
+from worker.outcomes import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -218,12 +219,12 @@ class LeaseKeeper:
     def _time_out(self, ctx: JobContext) -> None:
         ctx.mark_timed_out()
         log.warning("job %s ran past its time limit; ending it", ctx.job_id)
-        if self._services.store.fail(ctx.job, "timeout", TIMEOUT_MESSAGE) is not None:
+        if self._services.store.record(ctx.job, Event.TIMED_OUT) is not None:
             metrics.attempt_ended(ctx, Outcome.TIMED_OUT)
 
     def _cancel_ignored(self, ctx: JobContext) -> None:
         log.warning("job %s did not stop when canceled; ending it", ctx.job_id)
-        if self._services.store.cancel_running(ctx.job) is not None:
+        if self._services.store.record(ctx.job, Event.STOPPED) is not None:
             metrics.attempt_ended(ctx, Outcome.CANCELED)
 
     def _note_stuck(self, ctx: JobContext) -> None:

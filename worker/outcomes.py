@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError
 
-from shared.errors import AigcError, JobCanceled, JobTimeout, LeaseLost, RetryableError
+from shared.errors import JobTimeout
+from shared.jobs.lifecycle import Event, Happened, Raised
 from shared.jobs.status import JobStatus
 from shared.services import Services
 from worker.context import JobContext
@@ -20,7 +21,6 @@ from worker.context import JobContext
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-TIMEOUT_MESSAGE = "the job ran past its time limit"
 
 
 class Outcome(StrEnum):
@@ -34,6 +34,15 @@ class Outcome(StrEnum):
     TIMED_OUT = "timed_out"
     RETRYING = "retrying"
     LEASE_LOST = "lease_lost"
+
+
+# How an attempt ended, by the status its recorded transition left the job in.
+_BY_STATUS = {
+    JobStatus.QUEUED: Outcome.RETRYING,
+    JobStatus.SUCCEEDED: Outcome.SUCCEEDED,
+    JobStatus.FAILED: Outcome.FAILED,
+    JobStatus.CANCELED: Outcome.CANCELED,
+}
 
 
 def settle(
@@ -51,37 +60,13 @@ def settle(
 
 def record_failure(ctx: JobContext, exc: BaseException, services: Services) -> Outcome:
     """Record an attempt that raised: timed out, lost, canceled, retried or failed."""
-    store = services.store
-    if ctx.timed_out or isinstance(exc, JobTimeout | SoftTimeLimitExceeded):
-        return _ended(
-            durably(services, lambda: store.fail(ctx.job, "timeout", TIMEOUT_MESSAGE)), ctx
-        )
-    if isinstance(exc, LeaseLost) or ctx.lease_lost:
-        log.warning("job %s: lease lost; another worker owns it now", ctx.job_id)
-        return Outcome.LEASE_LOST
-    if isinstance(exc, JobCanceled):
-        return record_stop(ctx, services)
-    if isinstance(exc, RetryableError | DBAPIError):
-        return _retry(ctx, exc, services)
-    if isinstance(exc, AigcError):
-        return _ended(durably(services, lambda: store.fail(ctx.job, exc.code, exc.message)), ctx)
+    if ctx.timed_out or isinstance(exc, SoftTimeLimitExceeded):
+        return _record(ctx, Event.TIMED_OUT, services)
+    if ctx.lease_lost:
+        return _record(ctx, Event.LEASE_LOST, services)
     if not isinstance(exc, Exception):
         raise exc  # KeyboardInterrupt, SystemExit: the lease expires and the reconciler retries
-    # Not log.exception: the exception is no longer being handled here, so pass it to be logged.
-    log.error("job %s: handler crashed", ctx.job_id, exc_info=exc)
-    # The message names the error type but never carries a stack trace to the client.
-    message = f"{type(exc).__name__}: {exc}"
-    return _ended(durably(services, lambda: store.fail(ctx.job, "internal_error", message)), ctx)
-
-
-def _retry(ctx: JobContext, exc: BaseException, services: Services) -> Outcome:
-    code = exc.code if isinstance(exc, AigcError) else "store_unavailable"
-    message = exc.message if isinstance(exc, AigcError) else "the job store was unavailable"
-    delay = backoff_s(ctx.job.attempts, services)
-    job = durably(services, lambda: services.store.retry(ctx.job, code, message, delay))
-    if job is None:
-        return Outcome.LEASE_LOST
-    return Outcome.RETRYING if job.status == JobStatus.QUEUED else Outcome(job.status)
+    return _record(ctx, Raised(exc, retry_in_s=backoff_s(ctx.job.attempts, services)), services)
 
 
 def backoff_s(attempt: int, services: Services) -> float:
@@ -97,16 +82,17 @@ def record_stop(ctx: JobContext, services: Services) -> Outcome:
         return late(ctx)
     if ctx.lease_lost:
         return Outcome.LEASE_LOST
-    return _ended(durably(services, lambda: services.store.cancel_running(ctx.job)), ctx)
+    return _record(ctx, Event.STOPPED, services)
 
 
-def _ended(job: Any | None, ctx: JobContext) -> Outcome:
+def _record(ctx: JobContext, happened: Happened, services: Services) -> Outcome:
+    job = durably(services, lambda: services.store.record(ctx.job, happened))
     # None means the job was no longer this claim's to end: it timed out or was taken over.
     if job is None:
         return late(ctx)
-    return (
-        Outcome.TIMED_OUT if job.error and job.error["code"] == "timeout" else Outcome(job.status)
-    )
+    if job.error and job.error["code"] == JobTimeout.code:
+        return Outcome.TIMED_OUT
+    return _BY_STATUS[job.status]
 
 
 def late(ctx: JobContext) -> Outcome:

@@ -25,6 +25,7 @@ from prometheus_client import Counter
 from shared.data import retention
 from shared.delivery import lanes, pacer, webhooks
 from shared.delivery.publish import Publisher
+from shared.jobs.lifecycle import Expired
 from shared.jobs.reads import cutoff
 from shared.jobs.status import JobStatus
 from shared.jobs.store import JobStore
@@ -85,7 +86,7 @@ def _rescue(store: JobStore, report: ReconcileReport) -> None:
     for job in expired:
         # Alone in its process, the job may have killed it: the attempt counts.
         charged = job.solo or running[process_of(job.worker_id or "::")] <= 1
-        moved = store.rescue(job, charged=charged)
+        moved = store.record(job, Expired(charged=charged))
         if moved is None:
             continue  # it changed meanwhile (a cancel, a late finish): next pass sees it anew
         if moved.status == JobStatus.QUEUED:

@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from shared.db import utcnow
-from shared.jobs.status import JobStatus
+from shared.errors import JobCanceled, JobTimeout, WorkerLost
 from shared.tables import Job
 
 CANCELED_BY_REQUEST = "canceled by request"
+TIMEOUT_MESSAGE = "the job ran past its time limit"
 
 
 def error_doc(code: str, message: str) -> dict[str, str]:
@@ -30,15 +31,15 @@ def attempt_error(job: Job, code: str, message: str) -> dict[str, Any]:
 def rescue_entry(job: Job, charged: bool, now: datetime) -> dict[str, Any]:
     """Return the errors entry of an attempt whose lease expired."""
     if job.cancel_requested:
-        return attempt_error(job, "canceled", CANCELED_BY_REQUEST)
+        return attempt_error(job, JobCanceled.code, CANCELED_BY_REQUEST)
     if job.deadline_at is not None and job.deadline_at <= now:
-        return attempt_error(job, "timeout", "the job ran past its time limit")
+        return attempt_error(job, JobTimeout.code, TIMEOUT_MESSAGE)
     note = ""
     if not charged:
         note = "; it ran beside other jobs, so the attempt is not counted"
         if is_suspect(job, charged):
             note += ", and it runs alone next (its worker was lost before, with it running)"
-    entry = attempt_error(job, "worker_lost", f"its worker was lost{note}")
+    entry = attempt_error(job, WorkerLost.code, f"its worker was lost{note}")
     return {**entry, "charged": charged}
 
 
@@ -48,17 +49,7 @@ def is_suspect(job: Job, charged: bool) -> bool:
     One loss beside others is no evidence: a deploy's SIGKILL, a host lost or a neighbour's crash
     look the same. A job present at a second loss is suspected, and runs alone from then on.
     """
-    return not charged and any(e.get("code") == "worker_lost" for e in job.errors or [])
-
-
-def canceled_now(now: datetime) -> dict[str, Any]:
-    """Return the column values of a job canceled before it ran."""
-    return {
-        "status": JobStatus.CANCELED,
-        "cancel_requested": True,
-        "finished_at": now,
-        "error": error_doc("canceled", CANCELED_BY_REQUEST),
-    }
+    return not charged and any(e.get("code") == WorkerLost.code for e in job.errors or [])
 
 
 def with_entry(job: Job, entry: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +62,6 @@ def with_entry(job: Job, entry: dict[str, Any]) -> dict[str, Any]:
 
 def lost_message(job: Job, entry: dict[str, Any]) -> str:
     """Return the message of a job that ends because its worker was lost (or it ran late)."""
-    if entry["code"] == "timeout":
+    if entry["code"] == JobTimeout.code:
         return entry["message"]
     return f"the worker was lost {job.attempts} times"

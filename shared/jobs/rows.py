@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, select, update
+from sqlalchemy import case, func, literal, select
 
 from shared.db import utcnow
+from shared.jobs import lifecycle
 from shared.jobs.status import JobStatus
 from shared.tables import Job, Tenant
 
@@ -46,32 +47,21 @@ def claim_statement(
             value=Job.type,
             else_=deadline,
         )
-    stmt = (
-        update(JOBS)
-        .where(
-            Job.id.in_(job_ids),
-            Job.status == JobStatus.QUEUED,
+    return lifecycle.claim(
+        job_ids,
+        token,
+        now,
+        lease_s=lease_s,
+        deadline=deadline,
+        where=[
             Job.cancel_requested.is_(False),
             Job.solo.is_(solo),
-        )
-        .where((Job.available_at.is_(None)) | (Job.available_at <= now))
-        .where(
+            Job.available_at.is_(None) | (Job.available_at <= now),
             Job.tenant_id.is_(None)
             | Job.batch_id.is_not(None)
-            | (_running() < _running_cap(running_cap))
-        )
-        .values(
-            status=JobStatus.RUNNING,
-            attempts=Job.attempts + 1,
-            worker_id=token,
-            started_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_s),
-            deadline_at=deadline,
-            version=Job.version + 1,
-        )
-        .returning(*JOBS.c)
-    )
-    return stmt
+            | (_running() < _running_cap(running_cap)),
+        ],
+    ).returning(*JOBS.c)
 
 
 def row_values(obj: Any) -> dict[str, Any]:

@@ -1,7 +1,6 @@
-"""The states of jobs and batches, their terminal sets, and the transitions between job states.
+"""The states of jobs and batches, and their terminal sets.
 
-``shared.jobs.store`` is the only writer of ``jobs.status``; every write it makes is one of the
-transitions listed here.
+The moves between job states are ``shared.jobs.lifecycle``'s table.
 """
 
 from __future__ import annotations
@@ -18,27 +17,8 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     CANCELED = "canceled"
 
-    @property
-    def is_terminal(self) -> bool:
-        """Return whether no transition leaves this state."""
-        return self in TERMINAL
-
 
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
-
-# Every transition the store makes, and who makes it.
-TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    # claimed by a worker; canceled by a client or a batch cancel
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED}),
-    # finished by its worker; back to queued on a retry, a hand-back by a stopping worker, or a
-    # rescue of an expired lease
-    JobStatus.RUNNING: frozenset(
-        {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.QUEUED}
-    ),
-    JobStatus.SUCCEEDED: frozenset(),
-    JobStatus.FAILED: frozenset(),
-    JobStatus.CANCELED: frozenset(),
-}
 
 
 class BatchStatus(StrEnum):
@@ -49,11 +29,6 @@ class BatchStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELED = "canceled"
-
-    @property
-    def is_terminal(self) -> bool:
-        """Return whether the batch has ended."""
-        return self in BATCH_TERMINAL
 
 
 BATCH_TERMINAL = frozenset({BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.CANCELED})

@@ -1,10 +1,10 @@
-"""Every write to a job, and so every transition between its states.
+"""Every write to a job's status, each one of ``shared.jobs.lifecycle``'s transitions.
 
-This module is the only writer of ``jobs.status``. Each transition is one conditional
-``UPDATE … WHERE status = <expected>``, so duplicates, revived workers and racing workers can
-never move a job twice. Running jobs are also guarded by ``worker_id``: the token of the claim
-that owns the lease. The reconciler's rescue is guarded by the row's ``version``, so a cancel
-that lands between its read and its write makes it try again instead of losing the cancel.
+The store runs the guarded statements the lifecycle builds, and snapshots what they return into
+the status cache. Its other writes leave the status alone: the lease renewal, progress, the hold
+and deferral of a message. Elsewhere only bookkeeping columns of jobs are written, never the
+status: ``published_at`` by the pacer, ``webhook_version`` by the webhook dispatcher, and
+``expired_at`` with the dropped result by retention.
 """
 
 from __future__ import annotations
@@ -14,26 +14,18 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Delete, case, delete, exists, insert, literal, update
+from sqlalchemy import Delete, Update, delete, exists, insert, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import OperationalError
 
 from shared.db import utcnow
-from shared.errors import Conflict, NotFound, StoreUnavailable
-from shared.jobs.attempts import (
-    CANCELED_BY_REQUEST,
-    attempt_error,
-    canceled_now,
-    error_doc,
-    is_suspect,
-    lost_message,
-    rescue_entry,
-    with_entry,
-)
+from shared.errors import NotFound, StoreUnavailable
+from shared.jobs import lifecycle
+from shared.jobs.lifecycle import Event, Happened
 from shared.jobs.reads import JobReads, snapshot
 from shared.jobs.rows import JOBS, claim_statement, new_row, row_values
 from shared.jobs.status import JobStatus
-from shared.tables import Artifact, Batch, Dataset, Job, JsonType, ModelVersion
+from shared.tables import Artifact, Batch, Dataset, Job, ModelVersion
 from shared.tenants.idempotency import Claim
 
 
@@ -41,16 +33,10 @@ class JobStore(JobReads):
     """Creates and transitions jobs; each change goes to the status cache as a snapshot."""
 
     # -- helpers ---------------------------------------------------------------------------
-    def _update(self, job_id: uuid.UUID, where: Sequence[Any], **values: Any) -> Row | None:
-        """Run one conditional UPDATE on a job; return the new row, or None if it did not match."""
-        stmt = (
-            update(JOBS)
-            .where(JOBS.c.id == job_id, *where)
-            .values(version=JOBS.c.version + 1, **values)
-            .returning(*JOBS.c)
-        )
+    def _run(self, stmt: Update) -> Row | None:
+        """Run one conditional UPDATE of a job; return the new row, or None if it did not match."""
         with self.autocommit.connect() as conn:
-            job = conn.execute(stmt).one_or_none()
+            job = conn.execute(stmt.returning(*JOBS.c)).one_or_none()
         if job is not None:
             self._snapshot(job)
         return job
@@ -179,21 +165,7 @@ class JobStore(JobReads):
         """
         if not job_ids:
             return []
-        stmt = (
-            update(JOBS)
-            .where(Job.id.in_(job_ids), Job.status == JobStatus.RUNNING)
-            .where(Job.worker_id.in_(tokens))
-            .values(
-                status=JobStatus.QUEUED,
-                attempts=Job.attempts - 1,
-                worker_id=None,
-                lease_expires_at=None,
-                deadline_at=None,
-                published_at=None,
-                version=Job.version + 1,
-            )
-            .returning(*JOBS.c)
-        )
+        stmt = lifecycle.hand_back(job_ids, tokens).returning(*JOBS.c)
         with self.autocommit.connect() as conn:
             jobs = conn.execute(stmt).all()
         self._snapshot(*jobs)
@@ -234,8 +206,10 @@ class JobStore(JobReads):
 
     def set_progress(self, job_id: uuid.UUID, token: str, progress: dict[str, Any]) -> Job | None:
         """Record progress of a running job; None when the lease was lost."""
-        return self._update(
-            job_id, [Job.status == JobStatus.RUNNING, Job.worker_id == token], progress=progress
+        return self._run(
+            update(JOBS)
+            .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.worker_id == token)
+            .values(progress=progress, version=Job.version + 1)
         )
 
     def succeed_many(
@@ -258,22 +232,8 @@ class JobStore(JobReads):
         """
         if not results:
             return []
-        stmt = (
-            update(JOBS)
-            .where(
-                Job.id.in_(list(results)), Job.status == JobStatus.RUNNING, Job.worker_id == token
-            )
-            .values(
-                status=JobStatus.SUCCEEDED,
-                finished_at=utcnow(),
-                lease_expires_at=None,
-                deadline_at=None,
-                error=None,
-                version=Job.version + 1,
-                result=case({k: literal(v, JsonType) for k, v in results.items()}, value=Job.id),
-            )
-            .returning(*(JOBS.c if whole_rows else [JOBS.c.id, JOBS.c.batch_id]))
-        )
+        columns = JOBS.c if whole_rows else [JOBS.c.id, JOBS.c.batch_id]
+        stmt = lifecycle.succeed(token, results).returning(*columns)
         with self.sessions.kw["bind"].begin() as conn:
             done = conn.execute(stmt).all()
             ids = {job.id for job in done}
@@ -285,147 +245,50 @@ class JobStore(JobReads):
             self._snapshot(*done)
         return done
 
-    def fail(self, job: Job, code: str, message: str) -> Job | None:
-        """Finish a running job (``job`` as its claim returned it) as failed."""
-        return self._finish(job, JobStatus.FAILED, attempt_error(job, code, message))
+    # -- what happened to an attempt: its worker, the lease keeper, the reconciler ----------
+    def record(self, attempt: Job, happened: Happened) -> Row | None:
+        """Write what happened to an attempt: the first transition ``decide`` lists that matches.
 
-    def cancel_running(self, job: Job) -> Job | None:
-        """Finish a running job that stopped because its cancel flag was set."""
-        return self._finish(
-            job, JobStatus.CANCELED, attempt_error(job, "canceled", CANCELED_BY_REQUEST)
-        )
-
-    def retry(self, job: Job, code: str, message: str, delay_s: float) -> Job | None:
-        """Send a running job back to the queue after a transient error, to run after a delay.
-
-        The reconciler publishes it once ``available_at`` has come. Out of attempts it fails;
-        asked to cancel meanwhile, it is canceled.
+        None when none matched: the job is no longer the attempt's to move (it was taken over,
+        ended, or changed since ``attempt`` was read).
         """
-        entry = attempt_error(job, code, message)
-        back = self._update(
-            job.id,
-            [
-                Job.status == JobStatus.RUNNING,
-                Job.worker_id == job.worker_id,
-                Job.attempts < Job.max_attempts,
-                Job.cancel_requested.is_(False),
-            ],
-            status=JobStatus.QUEUED,
-            worker_id=None,
-            lease_expires_at=None,
-            deadline_at=None,
-            published_at=None,
-            available_at=utcnow() + timedelta(seconds=delay_s),
-            error=error_doc(code, message),
-            errors=[*(job.errors or []), entry],
-        )
-        if back is not None:
-            return back
-        return self.cancel_running(job) or self._finish(job, JobStatus.FAILED, entry)
-
-    def _finish(self, job: Job, status: JobStatus, entry: dict[str, Any]) -> Job | None:
-        where = [Job.status == JobStatus.RUNNING, Job.worker_id == job.worker_id]
-        if status == JobStatus.CANCELED:
-            where.append(Job.cancel_requested.is_(True))  # only a requested cancel ends so
-        return self._update(
-            job.id,
-            where,
-            status=status,
-            finished_at=utcnow(),
-            lease_expires_at=None,
-            deadline_at=None,
-            **with_entry(job, entry),
-        )
+        for stmt in lifecycle.decide(attempt, happened):
+            job = self._run(stmt)
+            if job is not None:
+                return job
+        return None
 
     # -- transitions a client makes --------------------------------------------------------
-    def request_cancel(self, job_id: uuid.UUID) -> Job:
-        """Cancel a queued job now, or flag a running one to stop; Conflict if it already ended."""
-        job = self._update(
-            job_id,
-            [Job.status == JobStatus.QUEUED],
-            **canceled_now(utcnow()),
-        )
-        if job is None:
-            job = self._update(job_id, [Job.status == JobStatus.RUNNING], cancel_requested=True)
-            if job is not None and self.cache is not None:
-                self.cache.announce_cancel([str(job_id)])
-        if job is not None:
-            return job
-        current = self.get(job_id)
-        if current is None:
-            raise NotFound("job not found")
-        raise Conflict(f"job is already {current.status}", job_status=current.status)
+    def request_cancel(self, job_id: uuid.UUID) -> Row:
+        """Cancel a queued job now, or flag a running one to stop; InvalidTransition if it ended."""
+        job = None
+        while job is None:  # a miss means the job moved since it was read: read it again
+            current = self.get(job_id)
+            if current is None:
+                raise NotFound("job not found")
+            job = self.record(current, Event.CANCEL_ASKED)
+        if job.status == JobStatus.RUNNING and self.cache is not None:
+            self.cache.announce_cancel([str(job_id)])
+        return job
 
     def cancel_batch(self, batch_id: uuid.UUID) -> None:
         """Cancel a batch's queued jobs now and flag its running ones to stop."""
-        now = utcnow()
         with self.sessions() as session:
             batch = session.get(Batch, batch_id)
             if batch is None:
                 raise NotFound("batch not found")
             batch.cancel_requested = True
-            for status, values in (
-                (JobStatus.QUEUED, canceled_now(now)),
-                (JobStatus.RUNNING, {"cancel_requested": True}),
-            ):
-                session.execute(
-                    update(Job)
-                    .where(Job.batch_id == batch_id, Job.status == status)
-                    .values(version=Job.version + 1, **values)
-                    .execution_options(synchronize_session=False)
-                )
+            for move in (lifecycle.cancel, lifecycle.ask_cancel):
+                session.execute(move(Job.batch_id == batch_id))
             session.commit()
         if self.cache is not None:
             self.cache.announce_cancel([str(batch_id)])
 
     # -- transitions the reconciler makes --------------------------------------------------
-    def rescue(self, job: Job, *, charged: bool) -> Job | None:
-        """End, cancel or requeue a job whose lease expired; None if the row moved meanwhile.
-
-        ``charged`` says whether the lost attempt counts: it does when the job ran alone in its
-        process (it may have killed it). A job that died beside others is not charged, so a poison
-        job cannot cost its neighbours their attempts; if it was present at an earlier loss too,
-        it runs alone from then on (``solo``), where its losses count.
-        """
-        now = utcnow()
-        guard = [
-            Job.version == job.version,
-            Job.status == JobStatus.RUNNING,
-            Job.lease_expires_at < now,
-        ]
-        done = {"finished_at": now, "lease_expires_at": None, "deadline_at": None}
-        entry = rescue_entry(job, charged, now)
-        if job.cancel_requested:
-            return self._update(
-                job.id, guard, status=JobStatus.CANCELED, **done, **with_entry(job, entry)
-            )
-        if entry["code"] == "timeout" or (charged and job.attempts >= job.max_attempts):
-            entry = {**entry, "message": lost_message(job, entry)}
-            return self._update(
-                job.id, guard, status=JobStatus.FAILED, **done, **with_entry(job, entry)
-            )
-        return self._update(
-            job.id,
-            guard,
-            status=JobStatus.QUEUED,
-            worker_id=None,
-            lease_expires_at=None,
-            deadline_at=None,
-            published_at=None,
-            attempts=job.attempts if charged else job.attempts - 1,
-            solo=job.solo or is_suspect(job, charged),
-            **with_entry(job, entry),
-        )
-
     def cancel_stranded(self) -> int:
         """Cancel queued jobs that carry a cancel flag (left by an older version); return count."""
         with self.sessions() as session:
-            result = session.execute(
-                update(Job)
-                .where(Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(True))
-                .values(version=Job.version + 1, **canceled_now(utcnow()))
-                .execution_options(synchronize_session=False)
-            )
+            result = session.execute(lifecycle.cancel(Job.cancel_requested.is_(True)))
             session.commit()
         return result.rowcount or 0
 

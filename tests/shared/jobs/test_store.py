@@ -20,7 +20,9 @@ from shared import migrate
 from shared.config import Settings
 from shared.db import utcnow
 from shared.delivery.reconciler import reconcile_once
+from shared.errors import InputError, StoreUnavailable
 from shared.jobs.cache import StatusCache
+from shared.jobs.lifecycle import Expired, Raised
 from shared.jobs.rows import claim_statement
 from shared.jobs.status import JobStatus
 from shared.services import Services, build_services
@@ -63,9 +65,9 @@ def test_a_cancel_between_the_rescues_read_and_write_is_never_lost(svc: Services
     _expire_leases(svc, job)
     (seen,) = svc.store.expired_leases()
     svc.store.request_cancel(job.id)  # lands after the reconciler read the row
-    assert svc.store.rescue(seen, charged=True) is None  # the stale read requeues nothing
+    assert svc.store.record(seen, Expired(charged=True)) is None  # the stale read requeues nothing
     (fresh,) = svc.store.expired_leases()
-    rescued = svc.store.rescue(fresh, charged=True)
+    rescued = svc.store.record(fresh, Expired(charged=True))
     assert rescued is not None and rescued.status == JobStatus.CANCELED
     assert rescued.errors[-1]["code"] == "canceled"
 
@@ -135,7 +137,7 @@ def test_a_job_that_keeps_killing_its_process_alone_ends_worker_lost(svc: Servic
 def test_a_retry_waits_for_its_backoff_and_keeps_every_attempts_error(svc: Services) -> None:
     (job,) = _new(svc)
     (claimed,) = _claim(svc, job, "h:1:eeee")
-    back = svc.store.retry(claimed, "store_unavailable", "a blip", delay_s=60)
+    back = svc.store.record(claimed, Raised(StoreUnavailable("a blip"), retry_in_s=60))
     assert back.status == JobStatus.QUEUED and back.published_at is None
     assert _claim(svc, job, "h:1:ffff") == []  # a stray message cannot start it early
     assert job.id not in {j.id for j in svc.store.due_unpublished()}
@@ -144,7 +146,7 @@ def test_a_retry_waits_for_its_backoff_and_keeps_every_attempts_error(svc: Servi
         session.commit()
     assert job.id in {j.id for j in svc.store.due_unpublished()}
     (again,) = _claim(svc, job, "h:1:gggg")
-    failed = svc.store.fail(again, "invalid_input", "bad")
+    failed = svc.store.record(again, Raised(InputError("bad")))
     assert [(e["attempt"], e["code"]) for e in failed.errors] == [
         (1, "store_unavailable"),
         (2, "invalid_input"),
