@@ -167,9 +167,8 @@ def test_a_cancel_of_a_job_whose_worker_died_ends_it_canceled(stack: Stack) -> N
     stack.worker.wait_restarted(since=restarts)
 
 
+@pytest.mark.parametrize("stack", ["embedded"], indirect=True)  # Redis has no broker files
 def test_an_empty_broker_file_is_quarantined_and_the_worker_lives_on(stack: Stack) -> None:
-    if stack.backend != "embedded":
-        pytest.skip("the filesystem broker is the embedded defaults' (Redis has no files)")
     restarts, pid = stack.worker.child.restarts, stack.worker.child.pid
     queue_dir = stack.settings.broker_dir / "queue"
     # What a writer that creates the file before writing it leaves for a reader (kombu's own).
