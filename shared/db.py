@@ -45,10 +45,11 @@ def make_engine(
     """Create an engine whose every wait on the database has a deadline.
 
     Connecting gives up after ``db_connect_timeout_s``; PostgreSQL ends a statement after
-    ``db_statement_timeout_s`` and the kernel drops a connection whose peer stopped answering
-    after ``db_tcp_user_timeout_s``. Pooled connections are recycled instead of pinged on every
-    checkout (a round trip per transaction). The pool is sized to the threads that use it;
-    ``overflow`` (default ``db_max_overflow``) is how many more it opens for a burst.
+    ``db_statement_timeout_s``, and a transaction left idle as long, and the kernel drops a
+    connection whose peer stopped answering after ``db_tcp_user_timeout_s``. Pooled connections
+    are recycled instead of pinged on every checkout (a round trip per transaction). The pool
+    is sized to the threads that use it; ``overflow`` (default ``db_max_overflow``) is how many
+    more it opens for a burst.
     """
     url = settings.database_url
     if url.startswith("sqlite"):
@@ -65,16 +66,31 @@ def make_engine(
     )
 
 
+# TCP keepalive probes (seconds idle, seconds apart, probes lost): a peer that vanished is
+# noticed in about 11 s, by the client and, through the same values, by the server.
+KEEPALIVE = {"idle": 5, "interval": 2, "count": 3}
+
+
 def _pg_connect_args(settings: Settings) -> dict[str, Any]:
     statement_ms = int(settings.db_statement_timeout_s * 1000)
+    user_timeout_ms = int(settings.db_tcp_user_timeout_s * 1000)
+    # The server side too: a client cut off inside a transaction (its FIN lost with the link)
+    # leaves a backend idle in that transaction, holding its row locks, until something ends it.
+    # Without these, every later UPDATE of those jobs (the reconciler's rescue) fails on its lock
+    # timeout for hours, and the jobs never end.
+    server = {
+        "statement_timeout": statement_ms,
+        "lock_timeout": statement_ms,
+        "idle_in_transaction_session_timeout": statement_ms,
+        "tcp_user_timeout": user_timeout_ms,
+        **{f"tcp_keepalives_{k}": v for k, v in KEEPALIVE.items()},
+    }
     return {
         "connect_timeout": max(1, round(settings.db_connect_timeout_s)),
-        "options": f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}",
+        "options": " ".join(f"-c {name}={value}" for name, value in server.items()),
         "keepalives": 1,
-        "keepalives_idle": 5,
-        "keepalives_interval": 2,
-        "keepalives_count": 3,
-        "tcp_user_timeout": int(settings.db_tcp_user_timeout_s * 1000),
+        **{f"keepalives_{k}": v for k, v in KEEPALIVE.items()},
+        "tcp_user_timeout": user_timeout_ms,
     }
 
 

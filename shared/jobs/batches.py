@@ -226,19 +226,36 @@ def derive_status(batch: Batch, counts: dict[str, int], done: int) -> BatchStatu
     return BatchStatus.COMPLETED
 
 
+RESULTS_PAGE = 1000  # rows read per transaction while a batch's results stream
+
+
 def stream_results(svc: Services, batch_id: uuid.UUID) -> Iterator[str]:
-    """Yield one JSON line per item in submit order, reading rows in pages (never all at once)."""
-    with svc.store.sessions() as session:
+    """Yield one JSON line per item in submit order, reading rows in pages (never all at once).
+
+    Each page is its own short transaction: a slow reader must not hold one open (the server
+    ends a transaction idle for ``db_statement_timeout_s``, and a long one holds back vacuum).
+    """
+    after = -1
+    while True:
         stmt = (
-            select(Job.custom_id, Job.status, Job.result, Job.error)
-            .where(Job.batch_id == batch_id)
+            select(Job.batch_index, Job.custom_id, Job.status, Job.result, Job.error)
+            .where(Job.batch_id == batch_id, Job.batch_index > after)
             .order_by(Job.batch_index)
-            .execution_options(yield_per=1000)
+            .limit(RESULTS_PAGE)
         )
-        for custom_id, status, result, error in session.execute(stmt):
-            line: dict[str, Any] = {"custom_id": custom_id, "status": status}
-            if status == JobStatus.SUCCEEDED:
-                line["result"] = result
-            elif error:
-                line["error"] = error
-            yield json.dumps(line) + "\n"
+        with svc.store.sessions() as session:
+            rows = session.execute(stmt).all()
+        for index, *item in rows:
+            after = index
+            yield _result_line(*item)
+        if len(rows) < RESULTS_PAGE:
+            return
+
+
+def _result_line(custom_id: str, status: str, result: Any, error: Any) -> str:
+    line: dict[str, Any] = {"custom_id": custom_id, "status": status}
+    if status == JobStatus.SUCCEEDED:
+        line["result"] = result
+    elif error:
+        line["error"] = error
+    return json.dumps(line) + "\n"
