@@ -186,6 +186,9 @@ class Settings(BaseSettings):
     warm_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
     default_text_model: str = "text-default"
     default_image_model: str = "image-default"
+    # The default models of other kinds (shared.models.kinds), "kind=name,..."; one named here
+    # wins over the two above.
+    default_models: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 
     # Batches and dynamic batching.
     batch_chunk_size: int = Field(64, ge=1, le=1024, description="Batch items per message.")
@@ -256,6 +259,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [p.strip() for p in value.split(",") if p.strip()]
         return value
+
+    @field_validator("default_models", mode="before")
+    @classmethod
+    def _split_default_models(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError("default_models: write kind=name pairs, separated by commas")
+        return {kind.strip(): name.strip() for kind, name in pairs}
 
     @field_validator("broker_url")
     @classmethod

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from shared.config import Settings
 from shared.errors import InputError
+from shared.models import kinds
 
 Queue = Literal["generate", "train"]
 
@@ -28,7 +29,7 @@ class JobType:
     queue: Queue
     handler: str  # "package.module:function", imported lazily by the worker
     model: Literal["required", "optional", "target", "none"] = "none"
-    model_kind: str | None = None  # "text" or "image": the kind of registered model it uses
+    model_kind: str | None = None  # a registered kind (shared.models.kinds) of the model it uses
     # Seconds one attempt may run; None takes the queue's limit from the settings.
     time_limit_s: float | None = None
     # Estimates the peak memory (MiB) of a job from its params, checked before it is accepted.
@@ -55,7 +56,9 @@ _REGISTRY: dict[str, JobType] = {}
 
 
 def register(job_type: JobType) -> JobType:
-    """Add a job type to the registry, replacing one of the same name."""
+    """Add a job type to the registry, replacing one of the same name; its model kind must exist."""
+    if job_type.model_kind is not None:
+        kinds.get(job_type.model_kind)  # a plugin registers its kind before the kind's job types
     _REGISTRY[job_type.name] = job_type
     return job_type
 

@@ -1,1 +1,1 @@
-"""The model registry and the tokenizers saved with text models."""
+"""Model kinds, the model registry, presets, and the tokenizers saved with text models."""
