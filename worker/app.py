@@ -142,7 +142,8 @@ def _warmup() -> None:
         if refs:
             from worker.model_cache import model_cache
 
-            model_cache(services()).warm(refs)
+            svc = services()
+            model_cache(svc.registry, svc.artifacts, svc.settings).warm(refs)
     except Exception:
         log.exception("warm-up failed; models will load on first use")
 

@@ -248,5 +248,8 @@ class JobContext:
         """Yield the job's model, loaded once per worker and kept loaded while the job uses it."""
         from worker.model_cache import model_cache
 
-        with model_cache(self._services).use(self.job.model, kind) as loaded:
+        svc = self._services
+        with model_cache(svc.registry, svc.artifacts, svc.settings).use(
+            self.job.model, kind
+        ) as loaded:
             yield loaded

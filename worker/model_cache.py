@@ -3,7 +3,9 @@
 A model is loaded once per worker process and reused by every job; a newly registered version is
 just another key, loaded on first use, so no restart is needed. A job pins the model it uses: an
 evicted model stops taking new jobs at once but is closed only when its last job lets go, so no
-request in flight is ever stranded on a closed model.
+request in flight is ever stranded on a closed model. How a model is loaded and batched is its
+kind's business (shared.models.kinds): the cache calls the loader and scheduler factory the
+kind's entry names.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from shared.config import Settings
-from shared.models.registry import ResolvedModel
+from shared.data.artifacts import ArtifactStore
+from shared.models import kinds
+from shared.models.registry import ModelRegistry, ResolvedModel
 from shared.models.tokenizers import Tokenizer
-from shared.services import Services
 from worker import metrics
 
 log = logging.getLogger(__name__)
@@ -27,10 +31,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoadedModel:
-    """A model ready to run: the Keras objects and what describes them."""
+    """A model ready to run: what its kind's loader built, and what describes it."""
 
     resolved: ResolvedModel
-    model: Any  # keras.Model (the generator for image models)
+    model: Any  # keras.Model for the built-in kinds (the generator for image models)
     generator: Any = None  # TextGenerator for text models
     tokenizer: Tokenizer | None = None
     scheduler: Any = None  # the model-owner thread, started on first batched use
@@ -40,20 +44,10 @@ class LoadedModel:
 
     def batcher(self, settings: Settings) -> Any:
         """Return the model's dynamic-batching scheduler, starting it on first use."""
-        from worker.scheduler import ImageScheduler, TextScheduler
-
         with self._lock:
             if self.scheduler is None:
-                if self.generator is not None:
-                    self.scheduler = TextScheduler(
-                        self.generator, settings.generate_max_batch, settings.decode_chunk_steps
-                    )
-                else:
-                    self.scheduler = ImageScheduler(
-                        self.model,
-                        settings.generate_max_batch,
-                        settings.generate_max_wait_ms / 1000,
-                    )
+                factory = kinds.resolve(kinds.get(self.resolved.kind).scheduler)
+                self.scheduler = factory(self, settings)
             return self.scheduler
 
     def close(self) -> None:
@@ -65,8 +59,9 @@ class LoadedModel:
 class ModelCache:
     """Loads registry versions (sha256 checked, safe mode) and keeps the most recent ones."""
 
-    def __init__(self, services: Services, capacity: int) -> None:
-        self.services = services
+    def __init__(self, registry: ModelRegistry, artifacts: ArtifactStore, capacity: int) -> None:
+        self.registry = registry
+        self.artifacts = artifacts
         self.capacity = capacity
         self._models: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._by_ref: dict[tuple[str, str | None], tuple[str, int]] = {}
@@ -97,7 +92,7 @@ class ModelCache:
             if hit is not None and hit in self._models:
                 metrics.CACHE_HITS.labels(self._models[hit].resolved.kind).inc()
                 return self._touch(hit, pin)
-        resolved = self.services.registry.resolve(ref, kind)
+        resolved = self.registry.resolve(ref, kind)
         key = (resolved.name, resolved.version)
         with self._lock:
             if ":" in ref:
@@ -128,20 +123,13 @@ class ModelCache:
                 old.close()
 
     def _load(self, resolved: ResolvedModel) -> LoadedModel:
-        from worker.ml.persist import load_model_verified
-
-        artifacts = self.services.artifacts
+        loader = kinds.resolve(kinds.get(resolved.kind).loader)
         # Keras loads a file by path: a store elsewhere lends a verified local copy.
-        path = artifacts.local_copy(artifacts.get(resolved.artifact_id))
-        model = load_model_verified(path, resolved.sha256)
+        path: Path = self.artifacts.local_copy(self.artifacts.get(resolved.artifact_id))
+        loaded = loader(resolved, path)
         metrics.LOADS.labels(resolved.kind).inc()
         log.info("loaded model %s (%s)", resolved.ref, resolved.kind)
-        if resolved.kind != "text":
-            return LoadedModel(resolved, model)
-        from worker.ml.decode import TextGenerator
-
-        tokenizer = Tokenizer.from_json(resolved.config["tokenizer"])
-        return LoadedModel(resolved, model, TextGenerator(model, tokenizer), tokenizer)
+        return loaded
 
     def warm(self, refs: list[str]) -> None:
         """Load the given models now; a model that fails to load is logged and skipped."""
@@ -156,10 +144,12 @@ _cache: ModelCache | None = None
 _cache_lock = threading.Lock()
 
 
-def model_cache(services: Services) -> ModelCache:
-    """Return this process's model cache."""
+def model_cache(
+    registry: ModelRegistry, artifacts: ArtifactStore, settings: Settings
+) -> ModelCache:
+    """Return this process's model cache (made from the first call's arguments)."""
     global _cache
     with _cache_lock:
         if _cache is None:
-            _cache = ModelCache(services, services.settings.model_cache_size)
+            _cache = ModelCache(registry, artifacts, settings.model_cache_size)
         return _cache

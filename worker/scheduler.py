@@ -11,7 +11,8 @@ batch rows hold every slot, an interactive request takes one back at the next ch
 a batch row is parked (its arrays copied out, its slot freed) and resumes later exactly where it
 stopped, ahead of the batch rows that never started. Images
 are grouped into one forward pass of up to ``max_batch`` images, waiting at most ``max_wait_s``
-for company.
+for company. Each model kind names its scheduler factory in shared.models.kinds; the two below
+serve the built-in kinds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.config import Settings
 from shared.errors import JobCanceled, RetryableError
 from worker import metrics
 
@@ -430,3 +432,15 @@ class ImageScheduler(_Owner):
         for req in group:
             req.future.set_result(images[start : start + req.n])
             start += req.n
+
+
+def text_scheduler(loaded: Any, settings: Settings) -> TextScheduler:
+    """Return the scheduler of a loaded text model (the text kind's scheduler factory)."""
+    return TextScheduler(loaded.generator, settings.generate_max_batch, settings.decode_chunk_steps)
+
+
+def image_scheduler(loaded: Any, settings: Settings) -> ImageScheduler:
+    """Return the scheduler of a loaded image model (the image kind's scheduler factory)."""
+    return ImageScheduler(
+        loaded.model, settings.generate_max_batch, settings.generate_max_wait_ms / 1000
+    )
