@@ -2,7 +2,8 @@
 
 The files hold no data, so they need no key; every call the pages make carries the key the user
 pasted in. The console is no API: it stays out of the OpenAPI document. ``config.json`` tells the
-pages what the server knows and they must not restate (job types, states, the default models).
+pages what the server knows and they must not restate (job types, states, the model kinds and
+their default models): the submit page builds one form per kind from it.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from api import services
+from api import deps
 from shared.jobs import jobtypes
 from shared.jobs.status import BATCH_TERMINAL, TERMINAL, JobStatus
+from shared.models import kinds
 
 bp = Blueprint(
     "console",
@@ -39,14 +41,12 @@ def index() -> Response:
 
 @bp.get("/config.json")
 def config() -> Response:
-    """Return what the pages need from the server: job types and states, the default models."""
-    settings = services().settings
+    """Return what the pages need from the server: job types and states, the model kinds."""
+    settings = deps.settings()
     return jsonify(
         {
-            "default_models": {
-                "text": settings.default_text_model,
-                "image": settings.default_image_model,
-            },
+            "default_models": kinds.default_models(settings),
+            "model_kinds": [_model_kind(k) for k in kinds.all_kinds()],
             "job_statuses": [s.value for s in JobStatus],
             "terminal_statuses": sorted(TERMINAL),
             "batch_terminal_statuses": sorted(BATCH_TERMINAL),
@@ -62,6 +62,24 @@ def _job_type(job_type: jobtypes.JobType) -> dict[str, Any]:
         "model": job_type.model,
         "model_kind": job_type.model_kind,
         "params": job_type.params.model_json_schema(),
+    }
+
+
+def _model_kind(kind: kinds.ModelKind) -> dict[str, Any]:
+    return {
+        "name": kind.name,
+        "train_job_type": kind.train_job_type,
+        "generate": None if kind.generate is None else _form(kind.generate),
+    }
+
+
+def _form(form: kinds.GenerateForm) -> dict[str, Any]:
+    # The fields' bounds and defaults are the job type's params schema, served with job_types.
+    return {
+        "job_type": form.job_type,
+        "title": form.title,
+        "button": form.button,
+        "fields": [{"name": f.name, "label": f.label} for f in form.fields],
     }
 
 

@@ -135,7 +135,7 @@ class DatasetPublic(BaseModel):
 
     id: uuid.UUID
     name: str
-    kind: Literal["text", "image"]
+    kind: str = Field(description="The model kind it trains (shared.models.kinds).")
     items: int
     meta: dict[str, Any]
     created_at: datetime

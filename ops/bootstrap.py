@@ -1,4 +1,7 @@
-"""Trains the default models on the built-in data the first time the stack starts."""
+"""Trains the default models on the built-in data the first time the stack starts.
+
+What each kind trains, and in which order, is its entry's ``bootstrap`` (shared.models.kinds).
+"""
 
 from __future__ import annotations
 
@@ -12,38 +15,23 @@ from shared.config import Settings
 from shared.jobs.schemas import JobCreate
 from shared.jobs.status import TERMINAL
 from shared.jobs.submit import build_job, submit
+from shared.models import kinds
 from shared.services import Services, build_services
 
 log = logging.getLogger("aigc.bootstrap")
 
-# A first version of each model early, then better ones as training goes on (version_every),
-# on 2 CPU cores: text epochs are 100,000-character slices of the corpus (about 6 s each alone),
-# so its first version lands within a minute; the image model starts once it has.
-DEFAULT_JOBS: dict[str, dict[str, Any]] = {
-    "text": {
-        "type": "text.train",
-        "params": {
-            "preset": "small",
-            "epochs": 150,
-            "epoch_chars": 100_000,
-            "max_chars": 1_000_000,
-            "version_every": 10,
-        },
-    },
-    "image": {
-        "type": "image.train",
-        "params": {"preset": "default", "epochs": 100, "batch_size": 32, "version_every": 5},
-    },
-}
-# The longest the image model's training waits for the text model's first version.
+# The longest a kind's default training waits for the previous kind's first version.
 FIRST_VERSION_WAIT_S = 120.0
 POLL_S = 1.0
 
 
 def default_jobs(settings: Settings) -> list[JobCreate]:
-    """Return the training requests of the default text and image models, first to last."""
-    names = {"text": settings.default_text_model, "image": settings.default_image_model}
-    return [JobCreate(model=names[kind], **body) for kind, body in DEFAULT_JOBS.items()]
+    """Return the training requests of the kinds' default models, in the kinds' order."""
+    return [
+        JobCreate(type=kind.bootstrap.job_type, model=name, params=dict(kind.bootstrap.params))
+        for kind in kinds.all_kinds()
+        if kind.bootstrap is not None and (name := kind.default_model(settings))
+    ]
 
 
 def bootstrap_default_models(settings: Settings, stop: threading.Event) -> None:

@@ -15,9 +15,10 @@ from pydantic import BaseModel
 
 from ops.client import ApiError, Client
 from shared.config import get_settings
-from shared.jobs.params import ImageGenerateParams, TextGenerateParams
+from shared.jobs import jobtypes
 from shared.jobs.schemas import JobsQuery
 from shared.jobs.status import BATCH_TERMINAL, BatchStatus, JobStatus
+from shared.models import kinds
 
 
 def _default(schema: type[BaseModel], name: str) -> Any:
@@ -87,49 +88,95 @@ def _call(fn: Any) -> Any:
 
 
 # -- models --------------------------------------------------------------------------------
-@click.group()
+# A JSON Schema type to the click type of an option (an optional param's schema has a null too).
+CLICK_TYPES = {"integer": int, "number": float, "string": str, "boolean": bool}
+
+
+def _kinds() -> list[kinds.ModelKind]:
+    """Return the model kinds, a plugin's (``AIGC_PLUGINS``) included."""
+    jobtypes.load_plugins(get_settings().plugins)
+    return kinds.all_kinds()
+
+
+class KindCommands(click.Group):
+    """``aigc generate <kind>``: one command per model kind with a generate form, built lazily."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Return the kinds that can generate."""
+        return [k.name for k in _kinds() if k.generate is not None]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """Return the command of the kind called ``name``, with its form's fields as params."""
+        kind = next((k for k in _kinds() if k.name == name and k.generate), None)
+        return None if kind is None else _generate_command(kind)
+
+
+@click.group(cls=KindCommands)
 def generate() -> None:
-    """Generate text or images with a registered model and wait for the result."""
+    """Generate with a registered model of a kind (text, image, ...) and wait for the result."""
 
 
-@generate.command("text")
-@click.argument("prompt")
-@click.option("--model", "-m", default=None, help="Model name[:version] (default text model).")
-@click.option("--max-tokens", default=_default(TextGenerateParams, "max_tokens"), show_default=True)
-@click.option(
-    "--temperature", default=_default(TextGenerateParams, "temperature"), show_default=True
-)
-@click.option("--top-k", type=int, default=None)
-@click.option("--seed", type=int, default=None)
-@click.option("--stream", is_flag=True, help="Print the text as it is decoded (SSE).")
-def generate_text(
-    prompt: str,
+def _generate_command(kind: kinds.ModelKind) -> click.Command:
+    """Return ``aigc generate <kind>``: its form's fields, and the model, stream and out options."""
+    form = kind.generate
+    assert form is not None  # KindCommands offers kinds with a form only
+    schema = jobtypes.get(form.job_type).params.model_json_schema()
+    params = [_form_param(schema, f) for f in form.fields]
+    params += [
+        click.Option(["--model", "-m"], help=f"Model name[:version] (default {kind.name} model)."),
+        click.Option(["--stream"], is_flag=True, help="Print text as it is decoded (SSE)."),
+        click.Option(
+            ["--out", "out_dir"],
+            type=click.Path(file_okay=False),
+            default="images",
+            show_default=True,
+            help="Where generated images are saved.",
+        ),
+    ]
+
+    def run(model: str | None, stream: bool, out_dir: str, **values: Any) -> None:
+        _generate(kind, form.job_type, model, _compact(values), stream, out_dir)
+
+    about = f"Submit {form.job_type} with a {kind.name} model, wait, and show the result."
+    return click.Command(kind.name, callback=run, params=params, help=about)
+
+
+def _form_param(schema: dict[str, Any], field: kinds.FormField) -> click.Parameter:
+    """Return a form field as a click argument or option, its type and default from the schema."""
+    prop = schema["properties"][field.name]
+    types = [p.get("type") for p in prop.get("anyOf", [prop]) if p.get("type") != "null"]
+    type_ = CLICK_TYPES.get(types[0] if types else "string", str)
+    if field.argument:
+        return click.Argument([field.name], type=type_)
+    flag = "--" + field.name.replace("_", "-")
+    default = prop.get("default")
+    return click.Option(
+        [flag, field.name], type=type_, default=default, show_default=True, help=field.label
+    )
+
+
+def _generate(
+    kind: kinds.ModelKind,
+    job_type: str,
     model: str | None,
-    max_tokens: int,
-    temperature: float,
-    top_k: int | None,
-    seed: int | None,
+    params: dict[str, Any],
     stream: bool,
+    out_dir: str,
 ) -> None:
-    """Continue PROMPT and print the text."""
+    """Submit a generate job, wait for it (or stream it), and show its result."""
     from ops.progress import wait_with_bar
 
     client = _client()
-    params = {
-        "prompt": prompt,
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-        "top_k": top_k,
-        "seed": seed,
-    }
-    model = model or get_settings().default_text_model
-    job = _call(lambda: client.submit("text.generate", model, _compact(params)))
+    model = model or kind.default_model(get_settings())
+    job = _call(lambda: client.submit(job_type, model, params))
+    prompt = str(params.get("prompt", ""))
     if stream:
-        _exit_unless_succeeded(_call(lambda: _print_stream(client, job["id"], prompt)))
-        return
-    job = _call(lambda: wait_with_bar(client, job["id"], label="generating"))
+        job = _call(lambda: _print_stream(client, job["id"], prompt))
+    else:
+        job = _call(lambda: wait_with_bar(client, job["id"], label="generating"))
     _exit_unless_succeeded(job)
-    click.echo(prompt + job["result"]["text"])
+    if not stream:
+        _show(client, job, prompt, out_dir)
 
 
 def _print_stream(client: Client, job_id: str, prompt: str) -> dict[str, Any]:
@@ -144,42 +191,42 @@ def _print_stream(client: Client, job_id: str, prompt: str) -> dict[str, Any]:
     raise click.ClickException("the event stream ended before the job")
 
 
-@generate.command("image")
-@click.option("--model", "-m", default=None, help="Model name[:version] (default image model).")
-@click.option("--n", "n", default=_default(ImageGenerateParams, "n"), show_default=True)
-@click.option("--seed", type=int, default=None)
-@click.option(
-    "--out", "out_dir", type=click.Path(file_okay=False), default="images", show_default=True
-)
-def generate_image(model: str | None, n: int, seed: int | None, out_dir: str) -> None:
-    """Generate N images and save them as PNG files in OUT."""
+def _show(client: Client, job: dict[str, Any], prompt: str, out_dir: str) -> None:
+    """Print a result's text, save its images as PNG files in ``out_dir``, or print its JSON."""
+    result = job["result"]
+    if isinstance(result.get("text"), str):
+        click.echo(prompt + result["text"])
+    if isinstance(result.get("images"), list):
+        _save_images(client, job["id"], result["images"], out_dir)
+    if "text" not in result and "images" not in result:
+        click.echo(json.dumps(result, indent=2))
+
+
+def _save_images(client: Client, job_id: str, images: list[dict[str, Any]], out_dir: str) -> None:
     from pathlib import Path
 
-    from ops.progress import wait_with_bar
-
-    client = _client()
-    model = model or get_settings().default_image_model
-    job = _call(lambda: client.submit("image.generate", model, _compact({"n": n, "seed": seed})))
-    job = _call(lambda: wait_with_bar(client, job["id"], label="generating"))
-    _exit_unless_succeeded(job)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    for i, image in enumerate(job["result"]["images"]):
-        path = folder / f"{job['id'][:8]}-{i:02d}.png"
+    for i, image in enumerate(images):
+        path = folder / f"{job_id[:8]}-{i:02d}.png"
         path.write_bytes(_call(lambda url=image["url"]: client.download(url)))
         click.echo(str(path))
 
 
 @click.command()
-@click.argument("kind", type=click.Choice(["text", "image"]))
+@click.argument("kind")
 @click.option("--model", "-m", required=True, help="Name to register the trained model under.")
 @click.option("--param", "-p", "params", multiple=True, help="key=value, e.g. -p epochs=3.")
 def train(kind: str, model: str, params: tuple[str, ...]) -> None:
-    """Train a text or image model, showing its progress, and print the registered version."""
+    """Train a model of KIND (text, image, ...), showing its progress; print the version."""
     from ops.progress import wait_with_bar
 
+    trainable = {k.name: k.train_job_type for k in _kinds() if k.train_job_type}
+    if kind not in trainable:
+        raise click.BadParameter(f"one of: {', '.join(trainable)}", param_hint="KIND")
     client = _client()
-    job = _call(lambda: client.submit(f"{kind}.train", model, dict(map(_parse_param, params))))
+    body = dict(map(_parse_param, params))
+    job = _call(lambda: client.submit(trainable[kind], model, body))
     click.echo(f"training job {job['id']}", err=True)
     job = _call(lambda: wait_with_bar(client, job["id"], label=f"training {model}"))
     _exit_unless_succeeded(job)

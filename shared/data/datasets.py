@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from shared.errors import InputError, PayloadTooLarge
+from shared.models import kinds
 
 STORE_SIZE = 64  # images are stored at the largest supported model size
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -90,20 +91,23 @@ class Normalized:
 
 
 def normalize(filename: str, raw: bytes, limits: Limits) -> Normalized:
-    """Validate an upload by its file type and return its normalized form, or raise InputError."""
+    """Validate an upload by its file type and return its normalized form, or raise InputError.
+
+    The model kinds (shared.models.kinds) say which suffixes they take, and who normalizes each.
+    """
     suffix = PurePosixPath(filename.lower()).suffix
-    if suffix == ".txt":
-        return _text(raw, limits)
-    if suffix == ".zip":
-        return _images(_zip_images(raw, limits), limits)
-    if suffix == ".npz":
-        return _images(_npz_images(raw, limits), limits)
-    raise InputError(
-        "upload a .txt (text) or a .zip of PNG/JPEG files or an .npz (images)", field="file"
-    )
+    accepted = {
+        s: (kind.name, path) for kind in kinds.all_kinds() for s, path in kind.datasets.items()
+    }
+    if suffix not in accepted:
+        known = ", ".join(f"{s} ({kind})" for s, (kind, _) in accepted.items())
+        raise InputError(f"upload one of: {known}", field="file")
+    kind, path = accepted[suffix]
+    return kinds.resolve(path)(raw, limits, kind)
 
 
-def _text(raw: bytes, limits: Limits) -> Normalized:
+def normalize_text(raw: bytes, limits: Limits, kind: str) -> Normalized:
+    """Return UTF-8 text, non-empty and within the limits, as a dataset of ``kind``."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -113,8 +117,18 @@ def _text(raw: bytes, limits: Limits) -> Normalized:
     if len(text) > limits.max_text_chars:
         raise PayloadTooLarge(f"text is over {limits.max_text_chars} characters", field="file")
     return Normalized(
-        "text", text.encode(), ".txt", "text/plain; charset=utf-8", len(text), {"chars": len(text)}
+        kind, text.encode(), ".txt", "text/plain; charset=utf-8", len(text), {"chars": len(text)}
     )
+
+
+def normalize_zip_images(raw: bytes, limits: Limits, kind: str) -> Normalized:
+    """Return the images of a .zip of PNG/JPEG files as one stored array of ``kind``."""
+    return _images(_zip_images(raw, limits), limits, kind)
+
+
+def normalize_npz_images(raw: bytes, limits: Limits, kind: str) -> Normalized:
+    """Return the images of an .npz as one stored array of ``kind``."""
+    return _images(_npz_images(raw, limits), limits, kind)
 
 
 # -- archives ----------------------------------------------------------------------------------
@@ -333,7 +347,7 @@ def _to_uint8(arr: np.ndarray) -> Iterator[np.ndarray]:
         yield np.clip(np.rint((img.astype(np.float32) + offset) * scale), 0, 255).astype(np.uint8)
 
 
-def _images(images: list[np.ndarray], limits: Limits) -> Normalized:
+def _images(images: list[np.ndarray], limits: Limits, kind: str) -> Normalized:
     if len(images) < 1:
         raise InputError("the upload holds no images", field="file")
     channels = 3 if any(img.shape[-1] == 3 for img in images) else 1
@@ -341,7 +355,7 @@ def _images(images: list[np.ndarray], limits: Limits) -> Normalized:
     buf = io.BytesIO()
     np.savez_compressed(buf, images=stack)
     return Normalized(
-        "image",
+        kind,
         buf.getvalue(),
         ".npz",
         "application/x-npz",

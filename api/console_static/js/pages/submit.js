@@ -1,5 +1,5 @@
-// Submit: a prompt to a text model, its tokens shown as they are decoded; or images, shown as a
-// gallery of the PNGs.
+// Submit: a generate form per model kind, as config.json describes them. A prompt to a text
+// model shows its tokens as they are decoded; images show as a gallery of the PNGs.
 
 import { get, post } from "../api.js";
 import { config, jobType } from "../config.js";
@@ -7,29 +7,14 @@ import { field, h, pageTitle, problemBox } from "../dom.js";
 import { readParams, schemaInput } from "../forms.js";
 import { mountJob } from "../jobview.js";
 
-const FORMS = [
-  {
-    type: "text.generate",
-    title: "Text",
-    fields: ["prompt", "max_tokens", "temperature", "seed"],
-    button: "Generate text",
-  },
-  { type: "image.generate", title: "Images", fields: ["n", "seed"], button: "Generate images" },
-];
-const LABELS = {
-  prompt: "Prompt",
-  max_tokens: "Tokens to generate",
-  temperature: "Temperature",
-  seed: "Seed (optional)",
-  n: "Number of images",
-};
-
 export async function render(main, { signal }) {
   const [models, cfg] = await Promise.all([get("/v1/models", { signal }), config()]);
   main.append(pageTitle("Submit"));
-  for (const spec of FORMS) {
-    const type = await jobType(spec.type);
-    if (type) main.append(await generateForm(spec, type, models.data, cfg, signal));
+  // One form per model kind the server registers (config.json), built from its metadata.
+  for (const kind of cfg.model_kinds) {
+    if (!kind.generate) continue;
+    const type = await jobType(kind.generate.job_type);
+    if (type) main.append(await generateForm(kind.generate, type, models.data, cfg, signal));
   }
 }
 
@@ -47,9 +32,7 @@ async function generateForm(spec, type, models, cfg, signal) {
       ),
     ),
   );
-  const controls = spec.fields.map((name) =>
-    field(LABELS[name] || name, schemaInput(type.params, name)),
-  );
+  const controls = spec.fields.map((f) => field(f.label, schemaInput(type.params, f.name)));
   const output = h("div", { class: "output" });
   const button = h("button", { type: "submit", disabled: !ready.length }, spec.button);
   const form = h(
