@@ -29,6 +29,7 @@ run: install ## Run the API, a worker and the reconciler with no servers needed.
 test: install ## Lint, then the whole suite (TensorFlow backend) beside the ML tests on JAX.
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	@# Two passes run beside the main one, each on a database, a Redis pair and a temporary
 	@# folder of its own. The outage tests hold their own servers down for minutes, so they
 	@# mostly wait. The ML tests on JAX run niced, so that they take only what the suite's
@@ -48,9 +49,10 @@ test: install ## Lint, then the whole suite (TensorFlow backend) beside the ML t
 	echo "--- ML tests on JAX (var/jax-tests.log) ---"; cat var/jax-tests.log; \
 	test $$tf -eq 0 && test $$ot -eq 0 && test $$jx -eq 0
 
-lint: install
+lint: install ## Ruff, and the import layers (pyproject.toml's [tool.importlinter]).
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .

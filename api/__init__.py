@@ -6,14 +6,16 @@ It never imports ``worker``, TensorFlow or Keras.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
-from flask import Flask, current_app
+from flask import Flask
 
 from api.deadline import Deadlines
+from api.deps import HUB, SERVICES
 from shared.config import Settings, get_settings
 from shared.jobs.cache import CHANGES_CHANNEL
-from shared.jobs.events import Hub, listen_forever, make_hub
-from shared.services import Services, build_services
+from shared.jobs.events import listen_forever, make_hub
+from shared.services import build_services
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -42,10 +44,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # A fixed pool: admission keeps the requests at once within it (api/admission.py).
     svc = build_services(settings, threads=admission.pool_size(settings), overflow=0)
-    app.extensions["aigc"] = svc
-    app.extensions["aigc.hub"] = make_hub(settings, svc.store)
+    app.extensions[SERVICES] = svc  # views take their parts through api.deps
+    app.extensions[HUB] = make_hub(settings, svc.store)
     if settings.redis_url:
-        _forget_on_announcements(settings.redis_url, svc)
+        forget = {b"models": svc.registry.forget_latest, b"keys": svc.keys.forget}
+        _forget_on_announcements(settings.redis_url, forget)
     problems.init_app(app)
     admission.init_app(app, settings)  # first: before the key check's read
     auth.init_app(app)
@@ -58,9 +61,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-def _forget_on_announcements(redis_url: str, svc: Services) -> None:
+def _forget_on_announcements(redis_url: str, forget: dict[bytes, Callable[[], None]]) -> None:
     """Drop what this process caches (latest model versions, verified keys) once it changes."""
-    forget = {b"models": svc.registry.forget_latest, b"keys": svc.keys.forget}
 
     def on_message(_: str, what: bytes) -> None:
         forget.get(what, lambda: None)()
@@ -71,13 +73,3 @@ def _forget_on_announcements(redis_url: str, svc: Services) -> None:
         name="aigc-changes",
         daemon=True,
     ).start()
-
-
-def services() -> Services:
-    """Return the services of the current app."""
-    return current_app.extensions["aigc"]
-
-
-def hub() -> Hub:
-    """Return the app's hub of job events, shared by every waiting request."""
-    return current_app.extensions["aigc.hub"]

@@ -13,7 +13,7 @@ from typing import BinaryIO
 from flask import Blueprint, Response, redirect, request
 from werkzeug.wsgi import wrap_file
 
-from api import services
+from api import deps
 from api.auth import principal, requires
 from api.requests import path_uuid
 from shared.tables import Artifact
@@ -33,14 +33,14 @@ def get_artifact(artifact_id: str) -> Response:
     A tenant reads its own files and the files of shared models' versions; any other file
     answers as one that does not exist.
     """
-    svc, who = services(), principal()
-    row = svc.artifacts.get(
+    who, artifacts, registry = principal(), deps.artifacts(), deps.registry()
+    row = artifacts.get(
         path_uuid(artifact_id, "artifact"),
-        lambda a: who.sees(a.tenant_id) or svc.registry.shares_file(a.id),
+        lambda a: who.sees(a.tenant_id) or registry.shares_file(a.id),
     )
-    if svc.settings.artifact_serve == "redirect":
-        return _redirect(svc.artifacts.presigned_url(row))
-    return _stream(row, svc.artifacts.open(row))
+    if deps.settings().artifact_serve == "redirect":
+        return _redirect(artifacts.presigned_url(row))
+    return _stream(row, artifacts.open(row))
 
 
 def _stream(row: Artifact, body: BinaryIO) -> Response:

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 
+from api import deps
 from shared.errors import Forbidden, NotFound, Unauthenticated
 from shared.tenants.keys import LOCAL_TENANT, Principal
 
@@ -41,14 +42,14 @@ def init_app(app: Flask) -> None:
 def _authenticate() -> None:
     if request.endpoint in OPEN_ENDPOINTS or request.endpoint is None:
         return  # open, or no such route (a 404 either way)
-    svc = current_app.extensions["aigc"]
-    if not svc.settings.auth_required:
-        g.principal = svc.keys.local_principal(LOCAL_TENANT)
+    keys = deps.keys()
+    if not deps.settings().auth_required:
+        g.principal = keys.local_principal(LOCAL_TENANT)
         return
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthenticated("send an API key: Authorization: Bearer <key>")
-    principal = svc.keys.verify(key.strip())
+    principal = keys.verify(key.strip())
     if principal is None:
         raise Unauthenticated("the API key is unknown or revoked")
     g.principal = principal

@@ -8,31 +8,28 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
-from api import admission, deadline, services, streams
+from api import admission, deadline, deps, streams
 from api.auth import owned, principal, requires
 from api.idempotency import idempotent, pending
 from api.metrics import accepted
 from api.requests import json_body, path_uuid
-from shared.db import utcnow
+from shared.delivery import pacer
 from shared.errors import InputError
 from shared.jobs.batches import (
     MAX_BYTES,
     BatchCreate,
     batch_owner,
     batch_status,
+    batch_submission,
     batch_view,
-    build_rows,
     check_results_kept,
     parse_jsonl,
     stream_results,
-    submit_batch,
 )
 from shared.jobs.schemas import WebhookRequest
 from shared.jobs.status import JobStatus
-from shared.jobs.submit import check_webhook, parse_model, submission_check
-from shared.services import Services
+from shared.jobs.submit import accept, parse_model, submission_check
 from shared.tables import Batch
-from shared.tenants.caps import check_queued_cap
 from shared.tenants.keys import JOBS_READ, JOBS_WRITE
 
 bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
@@ -42,7 +39,7 @@ bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
 def _allow_large_batches() -> None:
     request.max_content_length = MAX_BYTES
     if request.method == "POST":
-        deadline.extend(services().settings.api_upload_timeout_s)
+        deadline.extend(deps.settings().api_upload_timeout_s)
 
 
 @bp.post("")
@@ -50,36 +47,52 @@ def _allow_large_batches() -> None:
 @idempotent
 def create_batch() -> tuple[Response, int, dict[str, str]]:
     """Accept a batch as JSON or as a JSONL upload; validate all items before storing any."""
-    svc, who = services(), principal()
+    who, settings, sessions = principal(), deps.settings(), deps.sessions()
     if request.files:
         upload = request.files.get("file")
         if upload is None:
             raise InputError("send the JSONL as a multipart field named 'file'", field="file")
         type_, model = request.form.get("type", ""), request.form.get("model") or None
         hook = parse_model(WebhookRequest, _webhook_form(), "")
-        items: Iterable[dict[str, Any]] = parse_jsonl(upload.stream, svc.settings.max_body_bytes)
+        items: Iterable[dict[str, Any]] = parse_jsonl(upload.stream, settings.max_body_bytes)
     else:
         body = json_body(BatchCreate)
         type_, model, items, hook = body.type, body.model, body.items, body
     if not type_:
         raise InputError("the batch needs a job type", field="type")
     batch = Batch(type=type_, model=model, item_count=0, tenant_id=who.tenant_id)
-    check_webhook(svc, who.tenant_id, hook.webhook)
     batch.webhook, batch.webhook_events = hook.webhook, hook.webhook_events_filter
-    rows = build_rows(batch, items, settings=svc.settings, check_model=submission_check(svc, who))
-    check_queued_cap(svc, who.tenant_id, len(rows))
-    batch.created_at, batch.cancel_requested = utcnow(), False  # known before it is stored
-    public = batch_view(batch, {JobStatus.QUEUED: len(rows)}, None)
-    headers = {"Location": url_for("batches.get_batch", batch_id=str(batch.id))}
-    landed = deadline.write_guard(lambda: _stored(svc, batch.id))
-    submit_batch(svc, batch, rows, claim=pending(202, public, headers), guard=landed)
-    accepted(batch.type, len(rows))
+    publisher = deps.publisher()
+    submission = batch_submission(
+        batch,
+        items,
+        settings=settings,
+        check_model=submission_check(deps.registry(), sessions, who),
+        store=deps.store(),
+        fill=lambda tenant_id: pacer.fill(sessions, publisher, settings, tenant_id),
+    )
+    public, headers = _answer(batch)
+    accept(
+        submission,
+        who=who,
+        sessions=sessions,
+        settings=settings,
+        answer=lambda _: pending(202, public, headers),
+        guard=deadline.write_guard(lambda: _stored(batch.id)),
+    )
+    accepted(batch.type, submission.count)
     return jsonify(public), 202, headers
 
 
-def _stored(svc: Services, batch_id: uuid.UUID) -> bool:
+def _answer(batch: Batch) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return a submit's answer: the new batch's client view, and where to read it."""
+    public = batch_view(batch, {JobStatus.QUEUED: batch.item_count}, None)
+    return public, {"Location": url_for("batches.get_batch", batch_id=str(batch.id))}
+
+
+def _stored(batch_id: uuid.UUID) -> bool:
     """Return whether the batch's row is in the database."""
-    with svc.store.sessions() as session:
+    with deps.sessions()() as session:
         return session.get(Batch, batch_id) is not None
 
 
@@ -95,7 +108,7 @@ def _webhook_form() -> dict[str, Any]:
 
 def _owned_batch(batch_id: str) -> uuid.UUID:
     parsed = path_uuid(batch_id, "batch")
-    owned(batch_owner(services(), parsed), "batch")
+    owned(batch_owner(deps.sessions(), parsed), "batch")
     return parsed
 
 
@@ -103,7 +116,7 @@ def _owned_batch(batch_id: str) -> uuid.UUID:
 @requires(JOBS_READ)
 def get_batch(batch_id: str) -> Response:
     """Return the batch's status, counts by job status and progress."""
-    return jsonify(batch_status(services(), _owned_batch(batch_id)))
+    return jsonify(batch_status(deps.sessions(), _owned_batch(batch_id)))
 
 
 @bp.get("/<batch_id>/results")
@@ -111,8 +124,8 @@ def get_batch(batch_id: str) -> Response:
 def get_results(batch_id: str) -> Response:
     """Stream one JSON line per item, in submit order."""
     parsed = _owned_batch(batch_id)  # 404 (or 410) before the stream starts
-    check_results_kept(services(), parsed)
-    lines = stream_with_context(stream_results(services(), parsed))
+    check_results_kept(deps.sessions(), parsed)
+    lines = stream_with_context(stream_results(deps.sessions(), parsed))
     return Response(lines, mimetype="application/x-ndjson")
 
 
@@ -120,9 +133,11 @@ def get_results(batch_id: str) -> Response:
 @requires(JOBS_READ)
 def batch_events(batch_id: str) -> Response:
     """Stream the batch's status and counts (SSE) as they change, then its final counts."""
-    svc, parsed = services(), _owned_batch(batch_id)
+    sessions, parsed = deps.sessions(), _owned_batch(batch_id)
     return streams.response(
-        streams.batch_events(admission.gated(lambda: batch_status(svc, parsed)), svc.settings)
+        streams.batch_events(
+            admission.gated(lambda: batch_status(sessions, parsed)), deps.settings()
+        )
     )
 
 
@@ -130,6 +145,6 @@ def batch_events(batch_id: str) -> Response:
 @requires(JOBS_WRITE)
 def cancel_batch(batch_id: str) -> tuple[Response, int]:
     """Cancel queued items now; running items stop at their next step."""
-    svc, parsed = services(), _owned_batch(batch_id)
-    svc.store.cancel_batch(parsed)
-    return jsonify(batch_status(svc, parsed)), 202
+    parsed = _owned_batch(batch_id)
+    deps.store().cancel_batch(parsed)
+    return jsonify(batch_status(deps.sessions(), parsed)), 202

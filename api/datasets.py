@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
-from api import services
+from api import deps
 from api.auth import principal, requires
 from api.requests import text_value
 from shared.data.datasets import Limits, normalize
@@ -18,7 +18,7 @@ bp = Blueprint("datasets", __name__, url_prefix="/v1/datasets")
 
 @bp.before_request
 def _allow_large_uploads() -> None:
-    request.max_content_length = services().settings.max_dataset_bytes
+    request.max_content_length = deps.settings().max_dataset_bytes
 
 
 @bp.post("")
@@ -30,12 +30,12 @@ def upload_dataset() -> tuple[Response, int]:
         raise InputError("send the data as a multipart field named 'file'", field="file")
     filename = text_value(upload.filename, "file")
     name = (text_value(request.form.get("name", ""), "name") or filename)[:128]
-    raw = upload.stream.read(services().settings.max_dataset_bytes + 1)
-    if len(raw) > services().settings.max_dataset_bytes:
+    raw = upload.stream.read(deps.settings().max_dataset_bytes + 1)
+    if len(raw) > deps.settings().max_dataset_bytes:
         raise PayloadTooLarge("the upload is too large", field="file")
     data = normalize(filename, raw, Limits())
-    svc, tenant_id = services(), principal().tenant_id
-    artifact = svc.artifacts.save(
+    tenant_id = principal().tenant_id
+    artifact = deps.artifacts().save(
         None, "dataset", data.media_type, data.data, data.suffix, tenant_id=tenant_id
     )
     row = Dataset(
@@ -46,7 +46,7 @@ def upload_dataset() -> tuple[Response, int]:
         items=data.items,
         meta=dict(data.meta, source=filename[:200]),
     )
-    with svc.store.sessions() as session:
+    with deps.sessions()() as session:
         session.add(row)
         session.commit()
     current_app.logger.info("dataset %s stored (%s, %d items)", row.id, row.kind, row.items)
@@ -57,14 +57,13 @@ def upload_dataset() -> tuple[Response, int]:
 @requires(JOBS_READ)
 def list_datasets() -> Response:
     """List the tenant's uploaded datasets, newest first."""
-    svc = services()
-    with svc.store.sessions() as session:
+    with deps.sessions()() as session:
         rows = list(
             session.scalars(
                 select(Dataset)
                 .where(Dataset.tenant_id == principal().tenant_id)
                 .order_by(Dataset.created_at.desc())
-                .limit(svc.settings.page_limit_max)
+                .limit(deps.settings().page_limit_max)
             )
         )
     return jsonify({"data": [dataset_public(r) for r in rows]})

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from api import services
+from api import deps
 from api.auth import requires
 from api.deadline import bounded
 from shared.errors import StoreUnavailable
@@ -29,14 +29,13 @@ T = TypeVar("T")
 @requires(ADMIN)
 def get_fleet() -> Response:
     """Return the workers, lanes, tenants and batching, as the console's fleet page shows them."""
-    svc = services()
     presence = current_app.extensions.get("aigc.presence")
     if presence is None:  # one per process: its Redis connections are reused
-        presence = current_app.extensions["aigc.presence"] = Presence(svc.settings)
+        presence = current_app.extensions["aigc.presence"] = Presence(deps.settings())
     workers = _or(presence.alive, [])
-    messages = _or(lambda: broker_messages(svc.publisher), {})
+    messages = _or(lambda: broker_messages(deps.publisher()), {})
     try:
-        depths = bounded(lambda: job_depths(svc.store.sessions), SAMPLE_S)
+        depths = bounded(lambda: job_depths(deps.sessions()), SAMPLE_S)
     except TimeoutError as exc:
         raise StoreUnavailable("the job store did not answer in time") from exc
     return jsonify(build_fleet(workers, messages, depths).model_dump(mode="json"))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from celery import Celery
 from flask import Blueprint, Response, jsonify
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
-from api import services
+from api import deps
 from api.deadline import bounded
 from api.problems import problem
-from shared.services import Services
 
 bp = Blueprint("health", __name__)
 CHECK_S = 0.9  # seconds each dependency has to answer
@@ -25,8 +25,7 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     """Answer 200 when the database and the broker are reachable, else a 503 problem."""
-    svc = services()
-    checks = {"database": _check_db(svc), "broker": _check_broker(svc)}
+    checks = {"database": _check_db(deps.engine()), "broker": _check_broker(deps.celery())}
     if all(v == "ok" for v in checks.values()):
         return jsonify({"status": "ok", "checks": checks})
     resp = problem(503, "Service Unavailable", "a dependency is unreachable", checks=checks)
@@ -34,17 +33,17 @@ def readyz() -> Response:
     return resp
 
 
-def _check_db(svc: Services) -> str:
+def _check_db(engine: Engine) -> str:
     def ping() -> None:
-        with svc.engine.connect() as conn:
+        with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
     return _check(ping)
 
 
-def _check_broker(svc: Services) -> str:
+def _check_broker(celery: Celery) -> str:
     def ping() -> None:
-        with svc.celery.connection_for_write() as conn:
+        with celery.connection_for_write() as conn:
             conn.ensure_connection(max_retries=0, timeout=CHECK_S)
 
     return _check(ping)

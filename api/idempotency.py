@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from flask import Response, g, jsonify, request
 
-from api import services
+from api import deps
 from api.auth import principal
 from shared.errors import InputError
 from shared.tenants.idempotency import AlreadyStored, Claim, lookup
@@ -34,14 +34,14 @@ def idempotent(view: F) -> F:
         if key is None:
             return view(*args, **kwargs)
         claim = _claim(key)
-        stored = lookup(services(), claim)
+        stored = lookup(deps.sessions(), claim)
         if stored is not None:
             return _replay(stored, claim)
         g.idempotency = claim
         try:
             return view(*args, **kwargs)
         except AlreadyStored:  # a concurrent request with this key won
-            return _replay(lookup(services(), claim), claim)
+            return _replay(lookup(deps.sessions(), claim), claim)
 
     checked.idempotent = True  # type: ignore[attr-defined]  # read by the OpenAPI doc
     return checked  # type: ignore[return-value]
@@ -62,7 +62,7 @@ def _claim(key: str) -> Claim:
     for part in (request.method.encode(), request.path.encode(), request.get_data(cache=True)):
         digest.update(part)
         digest.update(b"\0")
-    ttl_s = services().settings.idempotency_ttl_s
+    ttl_s = deps.settings().idempotency_ttl_s
     return Claim(principal().tenant_id, key, digest.hexdigest(), ttl_s)
 
 

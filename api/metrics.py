@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, request, request_started
 from prometheus_client import Counter, Histogram
 
-from api import services
+from api import deps
 from shared.observe.export import exposed_registry, render
 
 bp = Blueprint("metrics", __name__)
@@ -45,7 +45,7 @@ ACCEPTED = Counter(
 @bp.get("/metrics")
 def metrics() -> Response:
     """Serve the metrics of every API process in Prometheus's text format."""
-    body, content_type = render(exposed_registry(services().settings))
+    body, content_type = render(exposed_registry(deps.settings()))
     return Response(body, content_type=content_type)
 
 

@@ -29,7 +29,7 @@ from shared.config import Settings
 from shared.errors import InputError
 from shared.jobs.events import Hub
 from shared.jobs.status import BATCH_TERMINAL, TERMINAL
-from shared.services import Services
+from shared.jobs.streams import TextStreams
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,8 @@ def event(name: str, data: dict[str, Any], event_id: str | None = None) -> bytes
 
 
 def job_events(
-    svc: Services,
+    settings: Settings,
+    streams: TextStreams | None,
     hub: Hub,
     job_id: uuid.UUID,
     cursor: Cursor,
@@ -94,8 +95,8 @@ def job_events(
 
     ``read`` returns the job's snapshot (the view hands it one that holds an admission slot).
     """
-    settings, key = svc.settings, str(job_id)
-    text = _TextReader(svc, key, cursor)
+    key = str(job_id)
+    text = _TextReader(streams, key, cursor)
     ends = time.monotonic() + settings.sse_max_s
     with hub.watch(job_id) as watch:
         job = _read(read)
@@ -126,8 +127,8 @@ def job_events(
 class _TextReader:
     """Reads a job's streamed text after the cursor and keeps count of what was sent."""
 
-    def __init__(self, svc: Services, job_id: str, cursor: Cursor) -> None:
-        self.streams, self.job_id, self.cursor = svc.streams, job_id, cursor
+    def __init__(self, streams: TextStreams | None, job_id: str, cursor: Cursor) -> None:
+        self.streams, self.job_id, self.cursor = streams, job_id, cursor
         self.sent = 0
         if self.streams is not None and cursor.text not in ("0", ALL_TEXT):
             self.sent = _text(lambda: self.streams.length_through(job_id, cursor.text), 0)

@@ -49,7 +49,7 @@ def bootstrap_default_models(settings: Settings, stop: threading.Event) -> None:
         if ids:
             _wait_first_version(svc, ids[-1], stop)
         if body.model not in busy and not stop.is_set():
-            (job,) = submit(svc, [build_job(body, settings=settings)])
+            (job,) = submit(svc.store, svc.publisher, [build_job(body, settings=settings)])
             ids.append(str(job.id))
             log.info(
                 "first start: training %s (job %s); follow with `aigc jobs`", body.model, job.id

@@ -112,14 +112,15 @@ def reconcile(once: bool) -> None:
     configure_logging(get_settings())
     svc = build_services(get_settings())
     if once:
-        click.echo(json.dumps(vars(reconcile_once(svc))))
+        click.echo(json.dumps(vars(reconcile_once(svc.store, svc.publisher, svc.settings))))
         return
     # The queue depths (the autoscaling signal) come from the reconciler: every deployment runs one.
-    serve(svc.settings, exposed_registry(svc.settings, DepthCollector(svc)))
+    depths = DepthCollector(svc.sessions, svc.publisher)
+    serve(svc.settings, exposed_registry(svc.settings, depths))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    run_forever(svc, stop)
+    run_forever(svc.store, svc.publisher, svc.artifacts, svc.settings, stop)
 
 
 @main.command()
@@ -128,7 +129,8 @@ def gc() -> None:
     from shared.data.retention import sweep
     from shared.services import build_services
 
-    click.echo(json.dumps(vars(sweep(build_services(get_settings())))))
+    svc = build_services(get_settings())
+    click.echo(json.dumps(vars(sweep(svc.store, svc.artifacts, svc.settings))))
 
 
 @main.group()

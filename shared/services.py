@@ -1,4 +1,10 @@
-"""Builds the long-lived objects a process needs from the settings, once."""
+"""Builds the long-lived objects a process needs from the settings, once.
+
+Only the composition roots import this module: the app factory (``api/__init__.py``), the
+worker entry (``worker/app.py``), the server CLI (``ops/cli.py``), the bench (``bench/stack.py``)
+and the bootstrap of the default models. Each hands every other function the narrow parts it
+uses (``sessions``, ``store``, ``publisher``, ``settings``…), typed by ``shared.types``.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from shared.jobs.store import JobStore
 from shared.jobs.streams import TextStreams
 from shared.models.registry import ANNOUNCED_LATEST_TTL_S, LATEST_TTL_S, ModelRegistry
 from shared.tenants.keys import KeyStore
+from shared.types import Sessions
 
 
 @dataclass
@@ -34,6 +41,11 @@ class Services:
     registry: ModelRegistry
     keys: KeyStore
     streams: TextStreams | None = None  # decoded text for SSE readers; needs Redis
+
+    @property
+    def sessions(self) -> Sessions:
+        """Return the factory of sessions on the process's database."""
+        return self.store.sessions
 
     def close(self) -> None:
         """Release connections and pools."""
@@ -58,7 +70,7 @@ def build_services(
     sessions = make_session_factory(engine)
     store = JobStore(sessions, cache)
     celery = make_celery(settings)
-    publisher = Publisher(celery, store, settings)
+    publisher = Publisher(celery, settings, store.mark_published)
     artifacts = ArtifactStore(
         open_store(settings),
         sessions,

@@ -54,7 +54,7 @@ def exported_metrics() -> set[str]:
     import worker.metrics  # noqa: F401
     from shared.observe.depth import DepthCollector
 
-    families = [*REGISTRY.collect(), *DepthCollector(None).describe()]  # type: ignore[arg-type]
+    families = [*REGISTRY.collect(), *DepthCollector(None, None).describe()]  # type: ignore[arg-type]
     return {
         family.name + suffix
         for family in families

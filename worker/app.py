@@ -10,7 +10,8 @@ import importlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -25,12 +26,14 @@ from celery.signals import (
 from celery.worker import state
 
 from shared.config import get_settings
+from shared.delivery import pacer
 from shared.delivery.celery_app import RECONCILE_TASK, RUN_CHUNK_TASK, RUN_JOB_TASK, make_celery
 from shared.delivery.lanes import REDO
 from shared.delivery.reconciler import reconcile_once
 from shared.observe.logs import configure_logging, use_json
 from shared.services import Services, build_services
 from worker import presence
+from worker.context import Ports
 from worker.lease import keeper_of_process, restart_when_idle, stop_gracefully
 from worker.runner import execute
 
@@ -81,6 +84,28 @@ def services() -> Services:
     return build_services(settings, threads=settings.generate_threads + 4)
 
 
+@lru_cache(maxsize=1)
+def ports() -> Ports:
+    """Return what the runner and the jobs' contexts use of this process's services."""
+    svc = services()
+    return Ports(svc.settings, svc.store, svc.artifacts, svc.registry, svc.streams, _use_model)
+
+
+@contextmanager
+def _use_model(ref: str | None, kind: str) -> Iterator[Any]:
+    """Yield a model from this process's cache, kept loaded while it is used."""
+    from worker.model_cache import model_cache  # Keras loads on first use, not at import
+
+    with model_cache(services()).use(ref, kind) as loaded:
+        yield loaded
+
+
+def _fill(tenant_id: uuid.UUID | None) -> int:
+    """Release the next chunks of a tenant's batches (after a chunk ends here)."""
+    svc = services()
+    return pacer.fill(svc.sessions, svc.publisher, svc.settings, tenant_id)
+
+
 @worker_process_init.connect
 def _prefork_child_ready(**_: object) -> None:
     """Warm up a prefork child: this process runs the jobs, after the fork."""
@@ -107,7 +132,7 @@ def _worker_ready(sender: Any = None, **_: object) -> None:
     running: Callable[[], int] = _messages_running
     if pool is not None and "prefork" not in type(pool).__module__:
         _start_warmup()
-        keeper = keeper_of_process(services())
+        keeper = keeper_of_process(services().store, services().settings)
         # A quarter of the job threads stuck in code that ignores its deadline: start afresh.
         keeper.stuck_limit = max(1, int(getattr(pool, "limit", 1) or 1) // 4)
         keeper.on_stuck = lambda: restart_when_idle(keeper)
@@ -142,8 +167,7 @@ def _warmup() -> None:
         if refs:
             from worker.model_cache import model_cache
 
-            svc = services()
-            model_cache(svc.registry, svc.artifacts, svc.settings).warm(refs)
+            model_cache(services()).warm(refs)
     except Exception:
         log.exception("warm-up failed; models will load on first use")
 
@@ -151,14 +175,16 @@ def _warmup() -> None:
 @celery.task(name=RUN_JOB_TASK, ignore_result=True, bind=True)
 def run_job(self: Task, job_id: str) -> str:
     """Run the job named by the message; the message carries nothing but its id."""
-    outcomes = execute(_parse_ids([job_id]), services(), in_order=_in_order(self))
+    outcomes = execute(_parse_ids([job_id]), ports(), fill=_fill, in_order=_in_order(self))
     return outcomes[0].value if outcomes else "dropped"
 
 
 @celery.task(name=RUN_CHUNK_TASK, ignore_result=True, bind=True)
 def run_chunk(self: Task, job_ids: list[str]) -> dict[str, int]:
     """Run the jobs of one chunk together (batch items); the message carries only their ids."""
-    outcomes = execute(_parse_ids(job_ids), services(), in_order=_in_order(self), chunk=True)
+    outcomes = execute(
+        _parse_ids(job_ids), ports(), fill=_fill, in_order=_in_order(self), chunk=True
+    )
     return {o.value: outcomes.count(o) for o in set(outcomes)}
 
 
@@ -181,4 +207,5 @@ def _parse_ids(raw: list[str]) -> list[uuid.UUID]:
 @celery.task(name=RECONCILE_TASK, ignore_result=True)
 def reconcile() -> dict[str, int]:
     """Run one reconciler pass (scheduled by celery beat)."""
-    return vars(reconcile_once(services()))
+    svc = services()
+    return vars(reconcile_once(svc.store, svc.publisher, svc.settings))

@@ -2,7 +2,8 @@
 
 A handler reads its job's params and reports progress; asks whether it should stop (canceled,
 past its deadline, or its lease lost); saves artifacts; opens datasets; uses and registers
-models. It never reaches the database, the broker or the other services directly.
+models. It never reaches the database, the broker or the other services directly: its
+context holds the narrow ``Ports`` it uses.
 """
 
 from __future__ import annotations
@@ -12,29 +13,46 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shared.config import Settings
-from shared.data.artifacts import artifact_url
+from shared.data.artifacts import ArtifactStore, artifact_url
 from shared.db import utcnow
 from shared.errors import AigcError, InputError, JobCanceled, JobTimeout, LeaseLost
-from shared.models.registry import ResolvedModel
-from shared.services import Services
+from shared.jobs.store import JobStore
+from shared.jobs.streams import TextStreams
+from shared.models.registry import ModelRegistry, ResolvedModel
 from shared.tables import Artifact, Dataset, Job
 
 log = logging.getLogger(__name__)
 
 PROGRESS_MIN_INTERVAL_S = 0.5
 
+# Yields a model (reference, kind) loaded once per worker: the process's model cache.
+UseModel = Callable[[str | None, str], AbstractContextManager[Any]]
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The parts of the worker that a running job reaches, each through its context."""
+
+    settings: Settings
+    store: JobStore  # claims, progress, outcomes
+    artifacts: ArtifactStore  # files, checkpoints, datasets
+    registry: ModelRegistry  # registers trained versions
+    streams: TextStreams | None  # decoded text for SSE readers; needs Redis
+    use_model: UseModel
+
 
 class JobContext:
     """The running job as its handler sees it; its worker keeps the lease while it runs."""
 
-    def __init__(self, job: Job, services: Services) -> None:
+    def __init__(self, job: Job, ports: Ports) -> None:
         self.job = job
-        self._services = services
+        self.ports = ports
         self.finished = False
         self.pending_artifacts: list[Artifact] = []  # recorded with the success
         self.recorded_artifacts: list[uuid.UUID] = []  # recorded as they were saved
@@ -77,7 +95,7 @@ class JobContext:
     @property
     def settings(self) -> Settings:
         """Return the worker's settings (read only)."""
-        return self._services.settings
+        return self.ports.settings
 
     # -- stopping ----------------------------------------------------------------------------
     def should_stop(self) -> bool:
@@ -137,7 +155,7 @@ class JobContext:
             return
         self._last_progress = now
         try:
-            if self._services.store.set_progress(self.job.id, self.token, data) is None:
+            if self.ports.store.set_progress(self.job.id, self.token, data) is None:
                 self._lost.set()
         except Exception as exc:  # a database blip must not fail the job; the lease has slack
             log.warning("job %s: progress not recorded: %s", self.job.id, exc)
@@ -149,7 +167,7 @@ class JobContext:
 
         Batch items do not stream: their batch's counts are their progress.
         """
-        streams = self._services.streams
+        streams = self.ports.streams
         if streams is not None and self.job.batch_id is None:
             streams.offer(str(self.job.id), tokens, decode, last=last)
 
@@ -158,7 +176,7 @@ class JobContext:
     def workdir(self) -> Path:
         """Return a local folder private to this job (for checkpoints)."""
         self._has_workdir = True
-        return self._services.artifacts.workdir(self.job.id)
+        return self.ports.artifacts.workdir(self.job.id)
 
     def pull_workdir(self) -> Path:
         """Fetch the job's stored private files (the last checkpoint) into workdir; return it.
@@ -166,18 +184,18 @@ class JobContext:
         Attempts may run on different hosts: the artifact store carries the checkpoint over.
         """
         self._has_workdir = True
-        return self._services.artifacts.pull_work(self.job.id)
+        return self.ports.artifacts.pull_work(self.job.id)
 
     def push_workdir(self, names: list[str]) -> None:
         """Store the named files of workdir, in order, so any host can resume from them."""
-        self._services.artifacts.push_work(self.job.id, names)
+        self.ports.artifacts.push_work(self.job.id, names)
 
     def discard_workdir(self) -> None:
         """Delete the job's private files (its checkpoints) once the job has succeeded."""
         if not self._has_workdir:
             return  # most jobs have none: no call to the store for them
         try:
-            self._services.artifacts.discard_work(self.job.id)
+            self.ports.artifacts.discard_work(self.job.id)
         except AigcError as exc:  # the job succeeded all the same; retention removes them later
             log.warning("job %s: private files not removed: %s", self.job.id, exc)
 
@@ -189,7 +207,7 @@ class JobContext:
         ``defer`` records the row together with the job's success (one transaction for a whole
         chunk) instead of at once; use it for outputs nobody needs before the job ends.
         """
-        store = self._services.artifacts
+        store = self.ports.artifacts
         if defer:
             row = store.write(self.job.id, kind, media_type, data, suffix, tenant_id=self.tenant_id)
             self.pending_artifacts.append(row)
@@ -207,13 +225,13 @@ class JobContext:
 
     def open_dataset(self, dataset_id: uuid.UUID, kind: str) -> Path:
         """Return the stored file of an uploaded dataset of the given kind."""
-        with self._services.store.sessions() as session:
+        with self.ports.store.sessions() as session:
             row = session.get(Dataset, dataset_id)
         if row is None:
             raise InputError("dataset not found", field="params.dataset_id")
         if row.kind != kind:
             raise InputError(f"dataset is {row.kind}, not {kind}", field="params.dataset_id")
-        artifacts = self._services.artifacts
+        artifacts = self.ports.artifacts
         return artifacts.local_copy(artifacts.get(row.artifact_id))
 
     def register_model(
@@ -231,7 +249,7 @@ class JobContext:
         artifact = self.save_artifact(
             "model", "application/octet-stream", model_file.read_bytes(), ".keras"
         )
-        return self._services.registry.register(
+        return self.ports.registry.register(
             name=self.job.model,
             kind=kind,
             config=config,
@@ -246,10 +264,5 @@ class JobContext:
     @contextmanager
     def model(self, kind: str) -> Iterator[Any]:
         """Yield the job's model, loaded once per worker and kept loaded while the job uses it."""
-        from worker.model_cache import model_cache
-
-        svc = self._services
-        with model_cache(svc.registry, svc.artifacts, svc.settings).use(
-            self.job.model, kind
-        ) as loaded:
+        with self.ports.use_model(self.job.model, kind) as loaded:
             yield loaded

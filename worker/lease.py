@@ -25,12 +25,13 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from shared.config import Settings
 from shared.delivery import lanes
 from shared.jobs.cache import CANCEL_CHANNEL
 from shared.jobs.events import listen_forever
 from shared.jobs.lifecycle import Event
+from shared.jobs.store import JobStore
 from shared.observe.logs import job_fields
-from shared.services import Services
 from shared.tables import Job
 from worker import metrics
 from worker.context import JobContext
@@ -49,9 +50,9 @@ IDLE_CHECK_S = 0.1  # how often a stopping worker looks whether its jobs are don
 class LeaseKeeper:
     """Renews leases, enforces deadlines and applies cancels for one worker process."""
 
-    def __init__(self, services: Services) -> None:
-        self._services = services
-        self._settings = services.settings
+    def __init__(self, store: JobStore, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
         self._contexts: dict[uuid.UUID, JobContext] = {}
         self._consumed: dict[str, datetime] = {}
         self._ended: dict[uuid.UUID, float] = {}  # ended by the keeper (when), thread busy
@@ -130,7 +131,7 @@ class LeaseKeeper:
         while True:
             time.sleep(tick)
             self._guarded(self._enforce_deadlines)
-            if self._services.store.cache is None:
+            if self._store.cache is None:
                 self._guarded(self._read_cancel_flags)
             if time.monotonic() >= next_renew:
                 next_renew = time.monotonic() + self._settings.heartbeat_s
@@ -151,7 +152,7 @@ class LeaseKeeper:
         if not tokens:
             return
         try:
-            owned = self._services.store.renew(tokens, self._settings.lease_s)
+            owned = self._store.renew(tokens, self._settings.lease_s)
         except Exception:
             metrics.LEASE_FAILURES.inc()
             raise  # logged by _guarded; the next renewal tries again
@@ -161,13 +162,13 @@ class LeaseKeeper:
     def _renew_holds(self) -> None:
         with self._lock:
             held = list(self._held)
-        self._services.store.hold(held, self._settings.lease_s)
+        self._store.hold(held, self._settings.lease_s)
 
     def hand_back(self) -> None:
         """Give back every job still running here: requeued, its attempt not counted."""
         contexts = [c for c in self.running() if not c.finished]
         tokens = sorted({c.token for c in contexts})
-        back = set(self._services.store.hand_back([c.job_id for c in contexts], tokens))
+        back = set(self._store.hand_back([c.job_id for c in contexts], tokens))
         for ctx in contexts:
             if ctx.job_id in back:
                 ctx.mark_lease_lost()  # its thread stops at its next check; its result is dropped
@@ -178,7 +179,7 @@ class LeaseKeeper:
         ids = [c.job_id for c in self.running() if not c.finished]
         if not ids:
             return
-        with self._services.store.sessions() as session:
+        with self._store.sessions() as session:
             flagged = session.scalars(
                 select(Job.id).where(Job.id.in_(ids), Job.cancel_requested.is_(True))
             )
@@ -189,7 +190,7 @@ class LeaseKeeper:
             consumed, self._consumed = self._consumed, {}
         if consumed:
             try:
-                lanes.advance(self._services.store.sessions, consumed)
+                lanes.advance(self._store.sessions, consumed)
             except Exception:
                 with self._lock:  # keep them for the next renewal
                     for lane, at in consumed.items():
@@ -219,12 +220,12 @@ class LeaseKeeper:
     def _time_out(self, ctx: JobContext) -> None:
         ctx.mark_timed_out()
         log.warning("job %s ran past its time limit; ending it", ctx.job_id)
-        if self._services.store.record(ctx.job, Event.TIMED_OUT) is not None:
+        if self._store.record(ctx.job, Event.TIMED_OUT) is not None:
             metrics.attempt_ended(ctx, Outcome.TIMED_OUT)
 
     def _cancel_ignored(self, ctx: JobContext) -> None:
         log.warning("job %s did not stop when canceled; ending it", ctx.job_id)
-        if self._services.store.record(ctx.job, Event.STOPPED) is not None:
+        if self._store.record(ctx.job, Event.STOPPED) is not None:
             metrics.attempt_ended(ctx, Outcome.CANCELED)
 
     def _note_stuck(self, ctx: JobContext) -> None:
@@ -286,18 +287,20 @@ _keeper: LeaseKeeper | None = None
 _keeper_lock = threading.Lock()
 
 
-def keeper_of_process(services: Services | None = None) -> LeaseKeeper:
+def keeper_of_process(
+    store: JobStore | None = None, settings: Settings | None = None
+) -> LeaseKeeper:
     """Return this process's keeper, created (with its cancel listener) on first use."""
     global _keeper
     with _keeper_lock:
         if _keeper is None:
-            if services is None:
+            if store is None or settings is None:
                 raise RuntimeError("the lease keeper has not been started")
-            _keeper = LeaseKeeper(services)
-            if services.settings.redis_url:  # hear cancels at once, not at the next renewal
+            _keeper = LeaseKeeper(store, settings)
+            if settings.redis_url:  # hear cancels at once, not at the next renewal
                 threading.Thread(
                     target=listen_forever,
-                    args=(services.settings.redis_url, CANCEL_CHANNEL),
+                    args=(settings.redis_url, CANCEL_CHANNEL),
                     kwargs={"on_message": lambda _, data: _keeper.cancel(json.loads(data))},
                     name="aigc-cancel",
                     daemon=True,

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError
 
+from shared.config import Settings
 from shared.errors import JobTimeout
 from shared.jobs.lifecycle import Event, Happened, Raised
 from shared.jobs.status import JobStatus
-from shared.services import Services
 from worker.context import JobContext
 
 log = logging.getLogger(__name__)
@@ -45,48 +45,45 @@ _BY_STATUS = {
 }
 
 
-def settle(
-    ctx: JobContext, ran: dict[str, Any] | BaseException, services: Services
-) -> Outcome | dict[str, Any]:
+def settle(ctx: JobContext, ran: dict[str, Any] | BaseException) -> Outcome | dict[str, Any]:
     """Return a handler's result to commit, or record how the attempt ended and return that."""
     if isinstance(ran, BaseException):
         ctx.finished = True
-        return record_failure(ctx, ran, services)
+        return record_failure(ctx, ran)
     if ctx.should_stop():  # flags the keeper set; no extra read per job on the hot path
         ctx.finished = True
-        return record_stop(ctx, services)
+        return record_stop(ctx)
     return ran
 
 
-def record_failure(ctx: JobContext, exc: BaseException, services: Services) -> Outcome:
+def record_failure(ctx: JobContext, exc: BaseException) -> Outcome:
     """Record an attempt that raised: timed out, lost, canceled, retried or failed."""
     if ctx.timed_out or isinstance(exc, SoftTimeLimitExceeded):
-        return _record(ctx, Event.TIMED_OUT, services)
+        return _record(ctx, Event.TIMED_OUT)
     if ctx.lease_lost:
-        return _record(ctx, Event.LEASE_LOST, services)
+        return _record(ctx, Event.LEASE_LOST)
     if not isinstance(exc, Exception):
         raise exc  # KeyboardInterrupt, SystemExit: the lease expires and the reconciler retries
-    return _record(ctx, Raised(exc, retry_in_s=backoff_s(ctx.job.attempts, services)), services)
+    return _record(ctx, Raised(exc, retry_in_s=backoff_s(ctx.job.attempts, ctx.settings)))
 
 
-def backoff_s(attempt: int, services: Services) -> float:
+def backoff_s(attempt: int, settings: Settings) -> float:
     """Return the delay before retry ``attempt + 1``: exponential, capped, with jitter."""
-    settings = services.settings
     ceiling = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2 ** (attempt - 1))
     return ceiling * random.uniform(0.5, 1.0)  # jitter spreads a crowd of retries apart
 
 
-def record_stop(ctx: JobContext, services: Services) -> Outcome:
+def record_stop(ctx: JobContext) -> Outcome:
     """Record an attempt that stopped: canceled (or timed out, or lost, already recorded)."""
     if ctx.timed_out:
         return late(ctx)
     if ctx.lease_lost:
         return Outcome.LEASE_LOST
-    return _record(ctx, Event.STOPPED, services)
+    return _record(ctx, Event.STOPPED)
 
 
-def _record(ctx: JobContext, happened: Happened, services: Services) -> Outcome:
-    job = durably(services, lambda: services.store.record(ctx.job, happened))
+def _record(ctx: JobContext, happened: Happened) -> Outcome:
+    job = durably(ctx.settings, lambda: ctx.ports.store.record(ctx.job, happened))
     # None means the job was no longer this claim's to end: it timed out or was taken over.
     if job is None:
         return late(ctx)
@@ -100,13 +97,13 @@ def late(ctx: JobContext) -> Outcome:
     return Outcome.TIMED_OUT if ctx.timed_out else Outcome.LEASE_LOST
 
 
-def durably(services: Services, write: Callable[[], T]) -> T:
+def durably(settings: Settings, write: Callable[[], T]) -> T:
     """Run a finishing write, retrying a database blip for up to half a lease.
 
     The job's result is worth keeping: past this the lease may expire, and the reconciler will
     run the job again instead.
     """
-    deadline = time.monotonic() + services.settings.lease_s / 2
+    deadline = time.monotonic() + settings.lease_s / 2
     delay = 0.1
     while True:
         try:

@@ -13,13 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from shared.delivery import pacer
 from shared.errors import InputError
 from shared.jobs import jobtypes
 from shared.observe.logs import job_fields
-from shared.services import Services
+from shared.types import FillWindow
 from worker import metrics
-from worker.context import JobContext
+from worker.context import JobContext, Ports
 from worker.gate import GATE
 from worker.lease import keeper_of_process
 from worker.outcomes import Outcome, durably, late, settle
@@ -39,7 +38,12 @@ def claim_token() -> str:
 
 
 def execute(
-    job_ids: list[uuid.UUID], services: Services, *, in_order: bool = True, chunk: bool = False
+    job_ids: list[uuid.UUID],
+    ports: Ports,
+    *,
+    fill: FillWindow,
+    in_order: bool = True,
+    chunk: bool = False,
 ) -> list[Outcome]:
     """Claim the jobs of one message, run them, and record how each ended.
 
@@ -47,13 +51,13 @@ def execute(
     model's scheduler all its requests, and once it is done the pacer releases the batch's next
     chunk. A solo job runs with nothing else running in this process. ``in_order`` says the
     message came from its lane's main queue, so its jobs' publish times tell how far the lane
-    has been read.
+    has been read. ``fill`` is the pacer's, bound to this worker's publisher.
     """
-    with GATE.shared(lambda: keeper_of_process(services).holding(job_ids)):
-        outcomes, claimed = _claim_and_run(job_ids, services, in_order=in_order, solo=False)
+    with GATE.shared(lambda: keeper_of_process(ports.store, ports.settings).holding(job_ids)):
+        outcomes, claimed = _claim_and_run(job_ids, ports, in_order=in_order, solo=False)
     missed = [i for i in job_ids if i not in outcomes]
     if missed:
-        outcomes.update(_unclaimed(missed, services, in_order=in_order))
+        outcomes.update(_unclaimed(missed, ports, in_order=in_order))
     dropped = [str(i) for i in job_ids if i not in outcomes]
     if dropped:
         # The ids, so that a duplicate message can be traced to the job it repeated.
@@ -64,12 +68,12 @@ def execute(
             " ".join(dropped),
         )
     if chunk and claimed:
-        pacer.fill(services, claimed[0].job.tenant_id)
+        fill(claimed[0].job.tenant_id)
     return [outcomes.get(i, Outcome.DROPPED) for i in job_ids]
 
 
 def _unclaimed(
-    job_ids: list[uuid.UUID], services: Services, *, in_order: bool
+    job_ids: list[uuid.UUID], ports: Ports, *, in_order: bool
 ) -> dict[uuid.UUID, Outcome]:
     """Run the solo jobs among jobs the first claim left queued; defer the rest.
 
@@ -79,26 +83,26 @@ def _unclaimed(
     reconciler, to be published again shortly.
     """
     outcomes: dict[uuid.UUID, Outcome] = {}
-    left = services.store.unclaimed(job_ids)
+    left = ports.store.unclaimed(job_ids)
     for job_id, _ in [r for r in left if r.solo]:
         with GATE.exclusive(lambda i=job_id: keeper_of_process().holding([i])):
-            outcomes.update(_claim_and_run([job_id], services, in_order=in_order, solo=True)[0])
+            outcomes.update(_claim_and_run([job_id], ports, in_order=in_order, solo=True)[0])
     capped = [r.id for r in left if not r.solo]
     if capped:
-        services.store.defer(capped, CAPPED_RETRY_S)
+        ports.store.defer(capped, CAPPED_RETRY_S)
         outcomes.update(dict.fromkeys(capped, Outcome.DEFERRED))
     return outcomes
 
 
 def _claim_and_run(
-    job_ids: list[uuid.UUID], services: Services, *, in_order: bool, solo: bool
+    job_ids: list[uuid.UUID], ports: Ports, *, in_order: bool, solo: bool
 ) -> tuple[dict[uuid.UUID, Outcome], list[JobContext]]:
-    if keeper_of_process(services).stopping.is_set():
+    if keeper_of_process(ports.store, ports.settings).stopping.is_set():
         # This worker is shutting down: the reconciler publishes the jobs again, for another.
-        services.store.defer(job_ids, 0.0)
+        ports.store.defer(job_ids, 0.0)
         return dict.fromkeys(job_ids, Outcome.DEFERRED), []
-    settings = services.settings
-    jobs = services.store.claim(
+    settings = ports.settings
+    jobs = ports.store.claim(
         job_ids,
         claim_token(),
         lease_s=settings.lease_s,
@@ -110,16 +114,16 @@ def _claim_and_run(
     if not jobs:
         return {}, []
     metrics.claimed(jobs)
-    contexts = [JobContext(job, services) for job in jobs]
-    keeper_of_process(services).track(contexts, in_order=in_order)
+    contexts = [JobContext(job, ports) for job in jobs]
+    keeper_of_process(ports.store, ports.settings).track(contexts, in_order=in_order)
     job_type = jobtypes.get(jobs[0].type)
     if len(contexts) > 1 and job_type.chunk_handler:
-        return _run_chunk(contexts, job_type, services), contexts
-    return _run_side_by_side(contexts, services), contexts
+        return _run_chunk(contexts, job_type, ports), contexts
+    return _run_side_by_side(contexts, ports), contexts
 
 
 def _run_chunk(
-    contexts: list[JobContext], job_type: jobtypes.JobType, services: Services
+    contexts: list[JobContext], job_type: jobtypes.JobType, ports: Ports
 ) -> dict[uuid.UUID, Outcome]:
     """Run a chunk's items with one call of its chunk handler, and commit them together."""
     ran: dict[uuid.UUID, Ran] = {}
@@ -137,15 +141,15 @@ def _run_chunk(
     except BaseException as exc:  # the chunk as a whole failed: each item records it
         results = [exc] * len(valid)
     ran.update(zip((c.job_id for c in valid), results, strict=True))
-    return _finish(contexts, [_settle(c, ran[c.job_id], services) for c in contexts], services)
+    return _finish(contexts, [_settle(c, ran[c.job_id]) for c in contexts], ports)
 
 
-def _settle(ctx: JobContext, ran: Ran, services: Services) -> Outcome | dict[str, Any]:
+def _settle(ctx: JobContext, ran: Ran) -> Outcome | dict[str, Any]:
     with job_fields(ctx.job):
-        return settle(ctx, ran, services)
+        return settle(ctx, ran)
 
 
-def _run_side_by_side(contexts: list[JobContext], services: Services) -> dict[uuid.UUID, Outcome]:
+def _run_side_by_side(contexts: list[JobContext], ports: Ports) -> dict[uuid.UUID, Outcome]:
     """Run jobs on their own threads and commit their successes in waves, one transaction each.
 
     A job whose thread hangs cannot hold back the others: what finished is committed every
@@ -153,14 +157,14 @@ def _run_side_by_side(contexts: list[JobContext], services: Services) -> dict[uu
     ended it already; its thread is abandoned (and counted, if it stays stuck).
     """
     if len(contexts) == 1:
-        return _finish(contexts, [run_handler(contexts[0], services)], services)
+        return _finish(contexts, [run_handler(contexts[0])], ports)
     pool = ThreadPoolExecutor(min(len(contexts), ITEM_THREADS), thread_name_prefix="aigc-job")
-    pending = {pool.submit(run_handler, c, services): c for c in contexts}
+    pending = {pool.submit(run_handler, c): c for c in contexts}
     outcomes: dict[uuid.UUID, Outcome] = {}
     while pending:
         done, _ = wait(pending, timeout=COMMIT_WAVE_S, return_when=ALL_COMPLETED)
         wave = [pending.pop(f) for f in done]
-        outcomes.update(_finish(wave, [f.result() for f in done], services))
+        outcomes.update(_finish(wave, [f.result() for f in done], ports))
         if pending and time.monotonic() > max(c.deadline for c in pending.values()):
             break
     for future, ctx in pending.items():
@@ -171,7 +175,7 @@ def _run_side_by_side(contexts: list[JobContext], services: Services) -> dict[uu
     return outcomes
 
 
-def run_handler(ctx: JobContext, services: Services) -> Outcome | dict[str, Any]:
+def run_handler(ctx: JobContext) -> Outcome | dict[str, Any]:
     """Run one claimed job's handler; return its result, or the outcome already recorded."""
     with job_fields(ctx.job):
         try:
@@ -179,7 +183,7 @@ def run_handler(ctx: JobContext, services: Services) -> Outcome | dict[str, Any]
             ran: Ran = job_type.resolve(job_type.handler)(ctx, _params(ctx, job_type)) or {}
         except BaseException as exc:
             ran = exc
-        return settle(ctx, ran, services)
+        return settle(ctx, ran)
 
 
 def _params(ctx: JobContext, job_type: jobtypes.JobType) -> BaseModel:
@@ -190,7 +194,7 @@ def _params(ctx: JobContext, job_type: jobtypes.JobType) -> BaseModel:
 
 
 def _finish(
-    contexts: list[JobContext], ran: list[Outcome | dict[str, Any]], services: Services
+    contexts: list[JobContext], ran: list[Outcome | dict[str, Any]], ports: Ports
 ) -> dict[uuid.UUID, Outcome]:
     """Record the successful jobs among ``contexts`` in one transaction, with their artifacts."""
     if not contexts:
@@ -202,7 +206,7 @@ def _finish(
     token = contexts[0].token
     try:
         stored = durably(
-            services, lambda: services.store.succeed_many(token, results, artifacts, kept=kept)
+            ports.settings, lambda: ports.store.succeed_many(token, results, artifacts, kept=kept)
         )
     finally:
         keeper_of_process().untrack(contexts)

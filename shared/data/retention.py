@@ -22,17 +22,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, select, update
 
-from shared.data.artifacts import WORK, workdir_of
+from shared.config import Settings
+from shared.data.artifacts import WORK, ArtifactStore, workdir_of
 from shared.db import utcnow
 from shared.jobs.status import TERMINAL
+from shared.jobs.store import JobStore
 from shared.tables import Artifact, Batch, Dataset, Job, ModelVersion, Tenant
-
-if TYPE_CHECKING:
-    from shared.services import Services
 
 ENDED = [str(s) for s in TERMINAL]
 MAX_PAGES = 20  # pages of jobs one sweep expires per selection: the next sweep goes on
@@ -54,28 +53,40 @@ class SweepReport:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
-def sweep(services: Services, *, now: datetime | None = None) -> SweepReport:
+@dataclass(frozen=True)
+class _Sweep:
+    """What a sweep reads and changes: the job rows (and their cache), the files, the limits."""
+
+    store: JobStore
+    artifacts: ArtifactStore
+    settings: Settings
+
+
+def sweep(
+    store: JobStore, artifacts: ArtifactStore, settings: Settings, *, now: datetime | None = None
+) -> SweepReport:
     """Expire what is past its retention and remove orphans; return what was done."""
+    ports = _Sweep(store, artifacts, settings)
     now = now or utcnow()
     report = SweepReport()
-    for tenant_id, cutoff in _cutoffs(services, now):
-        report.batches += _expire_batches(services, tenant_id, cutoff, now)
+    for tenant_id, cutoff in _cutoffs(ports, now):
+        report.batches += _expire_batches(ports, tenant_id, cutoff, now)
         owned = Job.tenant_id == tenant_id if tenant_id else Job.tenant_id.is_(None)
         single = and_(
             owned, Job.batch_id.is_(None), Job.expired_at.is_(None), Job.finished_at < cutoff
         )
-        report.add(_expire_jobs(services, single, now))
+        report.add(_expire_jobs(ports, single, now))
     expired_batches = select(Batch.id).where(Batch.expired_at.is_not(None))
     items = and_(Job.batch_id.in_(expired_batches), Job.expired_at.is_(None))
-    report.add(_expire_jobs(services, items, now))
-    report.add(remove_orphans(services, now=now))
+    report.add(_expire_jobs(ports, items, now))
+    report.add(_remove_orphans(ports, now))
     return report
 
 
-def _cutoffs(services: Services, now: datetime) -> Iterator[tuple[uuid.UUID | None, datetime]]:
+def _cutoffs(ports: _Sweep, now: datetime) -> Iterator[tuple[uuid.UUID | None, datetime]]:
     """Yield each tenant (None: the system's own jobs) with the time before which things expire."""
-    default = services.settings.retention_days
-    with services.store.sessions() as session:
+    default = ports.settings.retention_days
+    with ports.store.sessions() as session:
         tenants = session.execute(select(Tenant.id, Tenant.retention_days)).all()
     yield None, now - timedelta(days=default)
     for tenant_id, days in tenants:
@@ -83,7 +94,7 @@ def _cutoffs(services: Services, now: datetime) -> Iterator[tuple[uuid.UUID | No
 
 
 def _expire_batches(
-    services: Services, tenant_id: uuid.UUID | None, cutoff: datetime, now: datetime
+    ports: _Sweep, tenant_id: uuid.UUID | None, cutoff: datetime, now: datetime
 ) -> int:
     """Mark the tenant's batches whose every item ended before ``cutoff`` as expired."""
     owned = Batch.tenant_id == tenant_id if tenant_id else Batch.tenant_id.is_(None)
@@ -95,7 +106,7 @@ def _expire_batches(
         .where(owned, Batch.expired_at.is_(None), Batch.created_at < cutoff)
         .group_by(Job.batch_id)
         .having(live == 0, func.max(Job.finished_at) < cutoff)
-        .limit(services.settings.gc_page)
+        .limit(ports.settings.gc_page)
     )
     stmt = (
         update(Batch)
@@ -103,37 +114,37 @@ def _expire_batches(
         .values(expired_at=now)
         .returning(Batch.id)
     )
-    with services.store.sessions() as session:
+    with ports.store.sessions() as session:
         expired = session.scalars(stmt).all()
         session.commit()
     return len(expired)
 
 
-def _expire_jobs(services: Services, which: ColumnElement[bool], now: datetime) -> SweepReport:
+def _expire_jobs(ports: _Sweep, which: ColumnElement[bool], now: datetime) -> SweepReport:
     """Expire matching jobs page by page, then their artifacts' files."""
     report = SweepReport()
     for _ in range(MAX_PAGES):
-        page = select(Job.id).where(which, Job.status.in_(ENDED)).limit(services.settings.gc_page)
+        page = select(Job.id).where(which, Job.status.in_(ENDED)).limit(ports.settings.gc_page)
         stmt = (
             update(Job)
             .where(Job.id.in_(page), Job.expired_at.is_(None))
             .values(expired_at=now, result=None, progress=None, version=Job.version + 1)
             .returning(Job.id)
         )
-        with services.store.sessions() as session:
+        with ports.store.sessions() as session:
             ids = list(session.scalars(stmt).all())
             session.commit()
         if not ids:
             break
         report.jobs += len(ids)
-        report.artifacts += _expire_artifacts(services, ids, now)
-        services.store.forget(ids)  # the status cache must not serve the dropped result
+        report.artifacts += _expire_artifacts(ports, ids, now)
+        ports.store.forget(ids)  # the status cache must not serve the dropped result
         # Their private files go with the orphans: one listing of the store's work/, not a
         # request per job (most jobs have none).
     return report
 
 
-def _expire_artifacts(services: Services, job_ids: list[uuid.UUID], now: datetime) -> int:
+def _expire_artifacts(ports: _Sweep, job_ids: list[uuid.UUID], now: datetime) -> int:
     """Mark the jobs' artifacts expired (not models' or datasets' files); delete their files."""
     kept = select(ModelVersion.artifact_id).union(select(Dataset.artifact_id))
     stmt = (
@@ -146,33 +157,38 @@ def _expire_artifacts(services: Services, job_ids: list[uuid.UUID], now: datetim
         .values(expired_at=now)
         .returning(Artifact.uri)
     )
-    with services.store.sessions() as session:
+    with ports.store.sessions() as session:
         uris = session.scalars(stmt).all()
         session.commit()
     for uri in uris:  # only after the commit: a failed sweep leaves an orphan, never a hole
-        services.artifacts.delete(uri)
+        ports.artifacts.delete(uri)
     return len(uris)
 
 
-def remove_orphans(services: Services, *, now: datetime | None = None) -> SweepReport:
+def remove_orphans(
+    store: JobStore, artifacts: ArtifactStore, settings: Settings, *, now: datetime | None = None
+) -> SweepReport:
     """Remove files no live artifact claims and private files of gone jobs, once past the grace."""
-    old = (now or utcnow()).timestamp() - services.settings.orphan_grace_s
+    return _remove_orphans(_Sweep(store, artifacts, settings), now or utcnow())
+
+
+def _remove_orphans(ports: _Sweep, now: datetime) -> SweepReport:
+    old = now.timestamp() - ports.settings.orphan_grace_s
     return SweepReport(
-        orphan_files=_remove_unclaimed(services, old),
-        orphan_folders=_remove_workdirs(services, old),
+        orphan_files=_remove_unclaimed(ports, old), orphan_folders=_remove_workdirs(ports, old)
     )
 
 
-def _remove_unclaimed(services: Services, old: float) -> int:
+def _remove_unclaimed(ports: _Sweep, old: float) -> int:
     """Remove the files under ``jobs/`` older than ``old`` that no live artifact row claims,
     page by page of the store's listing, never in the folder of a queued or running job."""
-    store, removed = services.artifacts.store, 0
+    store, removed = ports.artifacts.store, 0
     listing = store.list("jobs/")
-    while page := list(islice(listing, services.settings.gc_page)):
+    while page := list(islice(listing, ports.settings.gc_page)):
         candidates = [o for o in page if o.modified < old]
-        live = _live_jobs(services, list({_folder(o.key) for o in candidates}))
+        live = _live_jobs(ports, list({_folder(o.key) for o in candidates}))
         candidates = [o for o in candidates if _folder(o.key) not in live]
-        claimed = _claimed(services, [_artifact_id(o.key) for o in candidates])
+        claimed = _claimed(ports, [_artifact_id(o.key) for o in candidates])
         for obj in candidates:
             if _artifact_id(obj.key) not in claimed:  # a temporary file's id is None: unclaimed
                 store.delete(obj.key)
@@ -180,20 +196,20 @@ def _remove_unclaimed(services: Services, old: float) -> int:
     return removed
 
 
-def _remove_workdirs(services: Services, old: float) -> int:
+def _remove_workdirs(ports: _Sweep, old: float) -> int:
     """Remove the private files of expired or vanished jobs, in the store and in this host's
     scratch, once nothing in them was written since ``old``; return how many jobs' went."""
     newest: dict[str, float] = {}
-    for obj in services.artifacts.store.list(f"{WORK}/"):
+    for obj in ports.artifacts.store.list(f"{WORK}/"):
         name = _folder(obj.key)
         newest[name] = max(newest.get(name, 0.0), obj.modified)
-    for folder in workdir_of(services.artifacts.scratch).glob("*"):
+    for folder in workdir_of(ports.artifacts.scratch).glob("*"):
         if folder.is_dir():
             newest[folder.name] = max(newest.get(folder.name, 0.0), folder.stat().st_mtime)
-    kept = _live_jobs(services, list(newest), include_unexpired=True)
+    kept = _live_jobs(ports, list(newest), include_unexpired=True)
     gone = [name for name, modified in newest.items() if name not in kept and modified < old]
     for name in gone:  # not kept: a job id (any other name counts as live)
-        services.artifacts.discard_work(uuid.UUID(name))
+        ports.artifacts.discard_work(uuid.UUID(name))
     return len(gone)
 
 
@@ -210,16 +226,16 @@ def _artifact_id(key: str) -> uuid.UUID | None:
         return None
 
 
-def _claimed(services: Services, ids: list[uuid.UUID | None]) -> set[uuid.UUID]:
+def _claimed(ports: _Sweep, ids: list[uuid.UUID | None]) -> set[uuid.UUID]:
     wanted = [i for i in ids if i is not None]
-    with services.store.sessions() as session:
+    with ports.store.sessions() as session:
         rows = session.scalars(
             select(Artifact.id).where(Artifact.id.in_(wanted), Artifact.expired_at.is_(None))
         )
         return set(rows)
 
 
-def _live_jobs(services: Services, names: list[str], include_unexpired: bool = False) -> set[str]:
+def _live_jobs(ports: _Sweep, names: list[str], include_unexpired: bool = False) -> set[str]:
     """Return which of the folder names are jobs still queued or running (or, if asked, any
     job not expired); a name that is not a job id (``shared``) counts as live: never touched."""
     ids: dict[str, Any] = {}
@@ -230,8 +246,8 @@ def _live_jobs(services: Services, names: list[str], include_unexpired: bool = F
         except ValueError:
             live.add(name)
     keep = Job.expired_at.is_(None) if include_unexpired else Job.status.not_in(ENDED)
-    values, size = list(ids.values()), services.settings.gc_page
-    with services.store.sessions() as session:
+    values, size = list(ids.values()), ports.settings.gc_page
+    with ports.store.sessions() as session:
         for start in range(0, len(values), size):
             page = values[start : start + size]
             live |= {str(i) for i in session.scalars(select(Job.id).where(Job.id.in_(page), keep))}

@@ -17,38 +17,39 @@ NULL), and ``available_at`` reached; a batch item also needs room in its tenant'
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
+from shared.config import Settings
 from shared.db import utcnow
 from shared.jobs.reads import due_now
 from shared.jobs.status import JobStatus
 from shared.tables import Job, Tenant
-
-if TYPE_CHECKING:
-    from shared.services import Services
+from shared.types import Publisher, Sessions
 
 
-def fill(services: Services, tenant_id: uuid.UUID | None) -> int:
+def fill(
+    sessions: Sessions, publisher: Publisher, settings: Settings, tenant_id: uuid.UUID | None
+) -> int:
     """Publish chunks of a tenant's batches until its window is full; return items published.
 
     Calls racing each other (two workers finishing chunks) count what is in flight under a lock
     on the tenant's row, so they never overfill the window.
     """
-    with services.store.sessions.kw["bind"].begin() as conn:
-        chunks = _take(conn, services, tenant_id)
+    with sessions.kw["bind"].begin() as conn:
+        chunks = _take(conn, settings, tenant_id)
     for ids, type_name in chunks:  # after the commit: a message never names an unstamped row
-        services.publisher.publish_chunks(ids, type_name, stamped=True)
+        publisher.publish_chunks(ids, type_name, stamped=True)
     return sum(len(ids) for ids, _ in chunks)
 
 
 def _take(
-    conn: Connection, services: Services, tenant_id: uuid.UUID | None
+    conn: Connection, settings: Settings, tenant_id: uuid.UUID | None
 ) -> list[tuple[list[uuid.UUID], str]]:
-    size = services.settings.batch_chunk_size
+    size = settings.batch_chunk_size
     weight = _lock(conn, tenant_id)
-    room = max(round(services.settings.batch_window_chunks * weight), 1) * size
+    room = max(round(settings.batch_window_chunks * weight), 1) * size
     room -= conn.scalar(_in_flight(tenant_id))
     taken: list[tuple[list[uuid.UUID], str]] = []
     while room > 0:
@@ -120,13 +121,13 @@ def _in_flight(tenant_id: uuid.UUID | None) -> Any:
     )
 
 
-def top_up(services: Services) -> int:
+def top_up(sessions: Sessions, publisher: Publisher, settings: Settings) -> int:
     """Fill the window of every tenant with batch items waiting; return items published."""
     waiting = (
         select(Job.tenant_id)
         .where(Job.batch_id.is_not(None), Job.solo.is_(False), due_now())
         .distinct()
     )
-    with services.store.sessions() as session:
+    with sessions() as session:
         tenants = list(session.scalars(waiting))
-    return sum(fill(services, tenant_id) for tenant_id in tenants)
+    return sum(fill(sessions, publisher, settings, tenant_id) for tenant_id in tenants)

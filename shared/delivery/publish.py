@@ -17,8 +17,8 @@ from shared.delivery import lanes, wire
 from shared.delivery.celery_app import RUN_CHUNK_TASK, RUN_JOB_TASK
 from shared.delivery.lanes import lane_of
 from shared.jobs import jobtypes
-from shared.jobs.store import JobStore
 from shared.tables import Job
+from shared.types import MarkPublished
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,10 @@ class Publisher:
     outage costs submits no time.
     """
 
-    def __init__(self, celery: Celery, store: JobStore, settings: Settings) -> None:
+    def __init__(self, celery: Celery, settings: Settings, mark_published: MarkPublished) -> None:
         self.celery = celery
-        self.store = store
         self.settings = settings
+        self.mark_published = mark_published  # the job store's: stamps rows, or clears stamps
         self._down_until = 0.0
         # On Redis, messages go straight onto the queue's list (shared.delivery.wire).
         self._redis = (
@@ -94,7 +94,7 @@ class Publisher:
         # message lands, and a stamp written after that claim would miss the row (its queue
         # wait and its lane's watermark are read from it).
         try:
-            self.store.mark_published(ids)
+            self.mark_published(ids)
         except Exception as exc:
             log.warning("could not stamp %d jobs as published: %s", len(ids), exc)
             return False
@@ -104,7 +104,7 @@ class Publisher:
         if not ids:
             return
         try:  # due at once for the reconciler, not after the republish delay
-            self.store.mark_published(ids, published=False)
+            self.mark_published(ids, published=False)
         except Exception as exc:
             log.warning("could not record %d unsent jobs: %s", len(ids), exc)
 

@@ -18,11 +18,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
+from shared.config import Settings
 from shared.data import retention
+from shared.data.artifacts import ArtifactStore
 from shared.delivery import lanes, pacer, webhooks
 from shared.delivery.publish import Publisher
 from shared.jobs.lifecycle import Expired
@@ -30,9 +31,6 @@ from shared.jobs.reads import cutoff
 from shared.jobs.status import JobStatus
 from shared.jobs.store import JobStore
 from shared.tables import Job
-
-if TYPE_CHECKING:
-    from shared.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +64,14 @@ def process_of(token: str) -> str:
     return f"{host}:{pid}:"
 
 
-def reconcile_once(services: Services) -> ReconcileReport:
+def reconcile_once(store: JobStore, publisher: Publisher, settings: Settings) -> ReconcileReport:
     """Run one pass: rescue expired leases, publish due jobs, re-publish lost messages."""
-    store, publisher = services.store, services.publisher
     report = ReconcileReport(canceled=store.cancel_stranded())
     _rescue(store, report)
-    report.published = publish_due(store, publisher) + pacer.top_up(services)
-    report.republished = _republish_lost(store, publisher, services.settings.republish_after_s)
+    report.published = publish_due(store, publisher) + pacer.top_up(
+        store.sessions, publisher, settings
+    )
+    report.republished = _republish_lost(store, publisher, settings.republish_after_s)
     if report != ReconcileReport():
         log.info("reconciled: %s", report)
     return report
@@ -165,22 +164,28 @@ def _publish(publisher: Publisher, jobs: Sequence[Job]) -> int:
     )
 
 
-def run_forever(services: Services, stop: threading.Event) -> None:
+def run_forever(
+    store: JobStore,
+    publisher: Publisher,
+    artifacts: ArtifactStore,
+    settings: Settings,
+    stop: threading.Event,
+) -> None:
     """Reconcile every ``reconcile_interval_s`` seconds until ``stop`` is set, logging errors.
 
     Every ``retention_sweep_s`` a pass also sweeps what retention expires (a bounded amount:
     the next sweep goes on where this one stopped). Webhooks go out from a thread of their own.
     """
     next_sweep = time.monotonic()
-    webhooks.run_dispatcher(services, stop)
+    webhooks.run_dispatcher(store.sessions, settings, stop)
     while not stop.is_set():
         try:
-            reconcile_once(services)
+            reconcile_once(store, publisher, settings)
             if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + services.settings.retention_sweep_s
-                swept = retention.sweep(services)
+                next_sweep = time.monotonic() + settings.retention_sweep_s
+                swept = retention.sweep(store, artifacts, settings)
                 if swept != retention.SweepReport():
                     log.info("retention: %s", swept)
         except Exception:
             log.exception("reconcile pass failed; will try again")
-        stop.wait(services.settings.reconcile_interval_s)
+        stop.wait(settings.reconcile_interval_s)

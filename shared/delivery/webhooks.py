@@ -26,23 +26,22 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import urllib3
 from sqlalchemy import select, text, update
 
+from shared.config import Settings
 from shared.db import utcnow
-from shared.delivery.webhook_urls import check_url
 from shared.errors import InputError
 from shared.jobs.batches import batch_status
 from shared.jobs.reads import to_public
 from shared.jobs.schemas import DEFAULT_WEBHOOK_EVENTS, WebhookEvent
 from shared.jobs.status import BATCH_TERMINAL, TERMINAL, JobStatus
+from shared.jobs.webhook_urls import check_url
 from shared.tables import NOTIFY, NOTIFY_BATCH, Batch, Job, Tenant, WebhookDelivery
+from shared.types import Sessions
 from shared.webhooks import sign_headers
-
-if TYPE_CHECKING:
-    from shared.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -50,32 +49,38 @@ PAGE = 200
 SENDERS = 8  # deliveries in flight at once per dispatcher
 
 
-def run_dispatcher(services: Services, stop: threading.Event) -> threading.Thread:
+def run_dispatcher(
+    sessions: Sessions, settings: Settings, stop: threading.Event
+) -> threading.Thread:
     """Start the dispatcher thread: it enqueues and sends every ``webhook_poll_s``."""
 
     def loop() -> None:
         with ThreadPoolExecutor(SENDERS, thread_name_prefix="aigc-webhook") as pool:
             while not stop.is_set():
                 try:
-                    enqueue(services)
-                    list(pool.map(lambda d: send(services, d), claim_due(services)))
+                    enqueue(sessions)
+                    list(
+                        pool.map(
+                            lambda d: send(sessions, settings, d), claim_due(sessions, settings)
+                        )
+                    )
                 except Exception:
                     log.exception("webhook pass failed; will try again")
-                stop.wait(services.settings.webhook_poll_s)
+                stop.wait(settings.webhook_poll_s)
 
     thread = threading.Thread(target=loop, name="aigc-webhooks", daemon=True)
     thread.start()
     return thread
 
 
-def enqueue(services: Services) -> int:
+def enqueue(sessions: Sessions) -> int:
     """Turn job and batch changes into deliveries; return how many were created."""
-    return _enqueue_jobs(services) + _enqueue_batches(services)
+    return _enqueue_jobs(sessions) + _enqueue_batches(sessions)
 
 
-def _enqueue_jobs(services: Services) -> int:
+def _enqueue_jobs(sessions: Sessions) -> int:
     created = 0
-    with services.store.sessions() as session:
+    with sessions() as session:
         jobs = session.scalars(select(Job).where(text(NOTIFY)).limit(PAGE)).all()
         session.expunge_all()  # read as they were: each commit below must not reload them
         for job in jobs:
@@ -105,18 +110,18 @@ def _job_event(job: Job, sent: set[str]) -> WebhookEvent | None:
     return None  # queued: nothing to tell
 
 
-def _enqueue_batches(services: Services) -> int:
+def _enqueue_batches(sessions: Sessions) -> int:
     created = 0
-    with services.store.sessions() as session:
+    with sessions() as session:
         batches = session.execute(
             select(Batch.id, Batch.webhook_state).where(text(NOTIFY_BATCH)).limit(PAGE)
         ).all()
     for batch_id, state in batches:
-        view = batch_status(services, batch_id)
+        view = batch_status(sessions, batch_id)
         event, new_state = _batch_event(view, state)
         if new_state == state:
             continue
-        with services.store.sessions() as session:
+        with sessions() as session:
             told = (
                 update(Batch)
                 .where(Batch.id == batch_id, Batch.webhook_state.is_not_distinct_from(state))
@@ -171,7 +176,7 @@ def _delivery(
     )
 
 
-def claim_due(services: Services) -> list[WebhookDelivery]:
+def claim_due(sessions: Sessions, settings: Settings) -> list[WebhookDelivery]:
     """Take the deliveries due now: their due time moves past one attempt's timeout."""
     now = utcnow()
     due = (
@@ -180,7 +185,7 @@ def claim_due(services: Services) -> list[WebhookDelivery]:
         .order_by(WebhookDelivery.next_attempt_at)
         .limit(PAGE)
     )
-    held = now + timedelta(seconds=services.settings.webhook_timeout_s * 4)
+    held = now + timedelta(seconds=settings.webhook_timeout_s * 4)
     stmt = (
         update(WebhookDelivery)
         .where(
@@ -191,19 +196,19 @@ def claim_due(services: Services) -> list[WebhookDelivery]:
         .values(next_attempt_at=held)
         .returning(WebhookDelivery)
     )
-    with services.store.sessions() as session:
+    with sessions() as session:
         taken = list(session.scalars(stmt).all())
         session.commit()
         session.expunge_all()
     return taken
 
 
-def send(services: Services, delivery: WebhookDelivery) -> None:
+def send(sessions: Sessions, settings: Settings, delivery: WebhookDelivery) -> None:
     """Make one attempt at a delivery and record it: delivered, retried later, or failed."""
     started, at = time.monotonic(), utcnow()
     code, error, final = None, None, False
     try:
-        code = _post(services, delivery, at)
+        code = _post(sessions, settings, delivery, at)
         if not 200 <= code < 300:
             error = f"answered {code}" + (" (redirects are not followed)" if code < 400 else "")
     except InputError as exc:  # the URL now resolves somewhere refused: never retried
@@ -217,14 +222,13 @@ def send(services: Services, delivery: WebhookDelivery) -> None:
         "error": error,
         "duration_ms": round((time.monotonic() - started) * 1000, 1),
     }
-    _record(services, delivery, attempt, error is None, final)
+    _record(sessions, settings, delivery, attempt, error is None, final)
 
 
-def _post(services: Services, delivery: WebhookDelivery, at: datetime) -> int:
-    settings = services.settings
+def _post(sessions: Sessions, settings: Settings, delivery: WebhookDelivery, at: datetime) -> int:
     target = check_url(delivery.url, settings)  # resolved now, and connected to as checked
     owner = Tenant.id == delivery.tenant_id
-    with services.store.sessions() as session:
+    with sessions() as session:
         secret = session.scalar(select(Tenant.webhook_secret).where(owner))
     if not secret:
         raise InputError("the tenant has no webhook secret")
@@ -259,19 +263,20 @@ def _post(services: Services, delivery: WebhookDelivery, at: datetime) -> int:
 
 
 def _record(
-    services: Services,
+    sessions: Sessions,
+    settings: Settings,
     delivery: WebhookDelivery,
     attempt: dict[str, Any],
     ok: bool,
     final: bool,
 ) -> None:
-    settings, n = services.settings, attempt["attempt"]
+    n = attempt["attempt"]
     # Exponential, with jitter in the top quarter: gaps grow, and retries do not march together.
     delay = settings.webhook_backoff_s * 2 ** (n - 1) * (0.75 + 0.25 * random.random())
     next_at = utcnow() + timedelta(seconds=delay)
     expired = next_at > delivery.created_at + timedelta(seconds=settings.webhook_retry_for_s)
     status = "delivered" if ok else ("failed" if final or expired else "pending")
-    with services.store.sessions() as session:
+    with sessions() as session:
         session.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id == delivery.id)
@@ -284,9 +289,9 @@ def _record(
         session.commit()
 
 
-def deliveries_of(services: Services, job_id: uuid.UUID) -> list[dict[str, Any]]:
+def deliveries_of(sessions: Sessions, job_id: uuid.UUID) -> list[dict[str, Any]]:
     """Return a job's deliveries, oldest first, with every attempt."""
-    with services.store.sessions() as session:
+    with sessions() as session:
         rows = session.scalars(
             select(WebhookDelivery)
             .where(WebhookDelivery.job_id == job_id)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import IO, Any
 
@@ -18,10 +17,16 @@ from shared.errors import FieldErrors, Gone, InputError, NotFound, PayloadTooLar
 from shared.jobs import jobtypes, jsoninput
 from shared.jobs.schemas import Strict, WebhookRequest
 from shared.jobs.status import TERMINAL, BatchStatus, JobStatus
-from shared.jobs.submit import ModelCheck, check_model_field, parse_model, validate_params
-from shared.services import Services
+from shared.jobs.store import JobStore
+from shared.jobs.submit import (
+    ModelCheck,
+    Submission,
+    check_model_field,
+    parse_model,
+    validate_params,
+)
 from shared.tables import Batch, Job
-from shared.tenants.idempotency import Claim
+from shared.types import FillWindow, Sessions
 
 MAX_ITEMS = 50_000
 MAX_BYTES = 200 * 1024 * 1024
@@ -140,46 +145,51 @@ def _item_model(
         raise
 
 
-def submit_batch(
-    svc: Services,
+def batch_submission(
     batch: Batch,
-    rows: list[dict[str, Any]],
+    items: Iterable[dict[str, Any]],
     *,
-    claim: Claim | None = None,
-    guard: Callable[[], AbstractContextManager[object]] = nullcontext,
-) -> Batch:
-    """Insert the batch and its jobs in one transaction, then release its first chunks.
+    settings: Settings,
+    check_model: ModelCheck | None,
+    store: JobStore,
+    fill: FillWindow,
+) -> Submission:
+    """Validate every item and return the batch's submission for ``submit.accept``.
 
-    ``guard()`` wraps the write, as in ``submit``.
+    Its write inserts the batch and its jobs in one transaction; its release is the pacer's
+    ``fill``, which publishes the first chunks of the tenant's window.
     """
-    from shared.delivery import pacer  # delivery builds on jobs, not the other way round
+    rows = build_rows(batch, items, settings=settings, check_model=check_model)
+    batch.created_at, batch.cancel_requested = utcnow(), False  # known before it is stored
+    return Submission(
+        batch,
+        len(rows),
+        batch.webhook,
+        write=lambda answer: store.create_batch(batch, rows, answer=answer),
+        release=lambda: fill(batch.tenant_id),
+    )
 
-    with guard():
-        svc.store.create_batch(batch, rows, claim=claim)
-    pacer.fill(svc, batch.tenant_id)
-    return batch
 
-
-def batch_owner(svc: Services, batch_id: uuid.UUID) -> uuid.UUID | None:
+def batch_owner(sessions: Sessions, batch_id: uuid.UUID) -> uuid.UUID | None:
     """Return the tenant of a batch; NotFound if there is no such batch."""
-    with svc.store.sessions() as session:
+    with sessions() as session:
         batch = session.get(Batch, batch_id)
     if batch is None:
         raise NotFound("batch not found")
     return batch.tenant_id
 
 
-def check_results_kept(svc: Services, batch_id: uuid.UUID) -> None:
+def check_results_kept(sessions: Sessions, batch_id: uuid.UUID) -> None:
     """Raise Gone if retention has dropped the batch's results."""
-    with svc.store.sessions() as session:
+    with sessions() as session:
         expired = session.scalar(select(Batch.expired_at).where(Batch.id == batch_id))
     if expired is not None:
         raise Gone(f"the batch's results expired at {expired.isoformat()} (retention)")
 
 
-def batch_status(svc: Services, batch_id: uuid.UUID) -> dict[str, Any]:
+def batch_status(sessions: Sessions, batch_id: uuid.UUID) -> dict[str, Any]:
     """Return a batch with its counts by job status, derived status and progress."""
-    with svc.store.sessions() as session:
+    with sessions() as session:
         batch = session.get(Batch, batch_id)
         if batch is None:
             raise NotFound("batch not found")
@@ -229,7 +239,7 @@ def derive_status(batch: Batch, counts: dict[str, int], done: int) -> BatchStatu
 RESULTS_PAGE = 1000  # rows read per transaction while a batch's results stream
 
 
-def stream_results(svc: Services, batch_id: uuid.UUID) -> Iterator[str]:
+def stream_results(sessions: Sessions, batch_id: uuid.UUID) -> Iterator[str]:
     """Yield one JSON line per item in submit order, reading rows in pages (never all at once).
 
     Each page is its own short transaction: a slow reader must not hold one open (the server
@@ -243,7 +253,7 @@ def stream_results(svc: Services, batch_id: uuid.UUID) -> Iterator[str]:
             .order_by(Job.batch_index)
             .limit(RESULTS_PAGE)
         )
-        with svc.store.sessions() as session:
+        with sessions() as session:
             rows = session.execute(stmt).all()
         for index, *item in rows:
             after = index

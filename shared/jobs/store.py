@@ -10,7 +10,7 @@ status: ``published_at`` by the pacer, ``webhook_version`` by the webhook dispat
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +26,8 @@ from shared.jobs.reads import JobReads, snapshot
 from shared.jobs.rows import JOBS, claim_statement, new_row, row_values
 from shared.jobs.status import JobStatus
 from shared.tables import Artifact, Batch, Dataset, Job, ModelVersion
-from shared.tenants.idempotency import Claim
+from shared.tenants.idempotency import keep
+from shared.types import Claim
 
 
 class JobStore(JobReads):
@@ -52,21 +53,25 @@ class JobStore(JobReads):
             self.cache.put_many(snapshot(job) for job in jobs if job.batch_id is None)
 
     # -- creating --------------------------------------------------------------------------
-    def create(self, jobs: Sequence[Job], *, claim: Claim | None = None) -> list[Job]:
-        """Insert queued jobs, committed before anything is published.
+    def create(
+        self, jobs: Sequence[Job], *, answer: Callable[[], Claim | None] | None = None
+    ) -> list[Job]:
+        """Insert queued jobs (their defaults filled here, once), committed before any publish.
 
-        With an idempotency ``claim``, its response is stored in the same transaction, so of two
-        requests with one key only one creates anything (the other gets AlreadyStored).
+        ``answer()``, called once the jobs have their ids, returns the idempotency claim with
+        the response to keep; it is stored in the same transaction, so of two requests with one
+        key only one creates anything (the other gets AlreadyStored).
         """
         now = utcnow()
         rows = [new_row(job, now) for job in jobs]
+        claim = answer() if answer else None
         try:
             if claim is None:
                 with self.autocommit.connect() as conn:  # one statement: its own transaction
                     conn.execute(insert(JOBS), rows)
             else:
                 with self.sessions.kw["bind"].begin() as conn:
-                    claim.store(conn)
+                    keep(conn, claim)
                     conn.execute(insert(JOBS), rows)
         except OperationalError as exc:
             raise StoreUnavailable("the job store is unavailable") from exc
@@ -74,18 +79,24 @@ class JobStore(JobReads):
         return list(jobs)
 
     def create_batch(
-        self, batch: Batch, rows: list[dict[str, Any]], *, claim: Claim | None = None
+        self,
+        batch: Batch,
+        rows: list[dict[str, Any]],
+        *,
+        answer: Callable[[], Claim | None] | None = None,
     ) -> None:
         """Insert a batch and all its queued jobs in one transaction (a bulk INSERT).
 
-        An idempotency ``claim`` is stored in the same transaction (AlreadyStored if taken).
+        The idempotency claim ``answer()`` returns is stored in the same transaction
+        (AlreadyStored if its key is taken).
         """
+        claim = answer() if answer else None
         for row in rows:
             row["status"] = JobStatus.QUEUED
         try:
             with self.sessions() as session:
                 if claim is not None:
-                    claim.store(session.connection())
+                    keep(session.connection(), claim)
                 session.add(batch)
                 session.flush()
                 session.execute(insert(Job), rows)

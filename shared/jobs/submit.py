@@ -1,4 +1,11 @@
-"""Turns validated requests into committed, published jobs (the API's write path)."""
+"""Turns validated requests into committed, published jobs (the API's write path).
+
+``accept`` is the one orchestration of a submit, for a job (``job_submission``) as for a batch
+(``shared.jobs.batches.batch_submission``): the request is validated once as its submission is
+built; then the webhook check, the tenant's queued cap, one insert that keeps the idempotent
+answer in its transaction (where ``new_row`` fills a job's defaults, once), and the release to
+the broker each run once. The worker trusts the stored params.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +13,24 @@ import json
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from shared.config import Settings
-from shared.delivery.webhook_urls import check_url
 from shared.errors import FieldErrors, InputError
 from shared.jobs import jobtypes
+from shared.jobs.caps import check_queued_cap
 from shared.jobs.schemas import JobCreate
-from shared.services import Services
-from shared.tables import Dataset, Job
+from shared.jobs.store import JobStore
+from shared.jobs.webhook_urls import check_url
+from shared.models.registry import ModelRegistry
+from shared.tables import Batch, Dataset, Job
 from shared.tenants.accounts import require_webhook_secret
-from shared.tenants.idempotency import Claim
 from shared.tenants.keys import Principal
+from shared.types import Claim, Publisher, Sessions, WriteGuard
 
 # Checks a job's `model` field (and params that depend on the model) against the registry.
 ModelCheck = Callable[[jobtypes.JobType, str, dict[str, Any]], str]
@@ -45,11 +55,13 @@ def parse_model(schema: type[BaseModel], data: Any, prefix: str = "") -> BaseMod
         raise field_errors(exc, prefix) from None
 
 
-def check_webhook(services: Services, tenant_id: uuid.UUID, url: str | None) -> None:
+def check_webhook(
+    sessions: Sessions, settings: Settings, tenant_id: uuid.UUID, url: str | None
+) -> None:
     """Refuse (422 on ``webhook``) a URL the SSRF guard refuses, or a tenant with no secret."""
     if url is not None:
-        check_url(url, services.settings)
-        require_webhook_secret(services.store.sessions, tenant_id)
+        check_url(url, settings)
+        require_webhook_secret(sessions, tenant_id)
 
 
 def build_job(body: JobCreate, *, settings: Settings, check_model: ModelCheck | None = None) -> Job:
@@ -105,35 +117,83 @@ def check_model_field(
     return check_model(job_type, model, params) if check_model and model else model
 
 
-def submit(
-    services: Services,
-    jobs: Sequence[Job],
+# What a submit answers, from what it creates: the idempotency claim with that response.
+Answer = Callable[[Job | Batch], Claim | None]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A validated submit: what it creates, and how that is stored and released once checked."""
+
+    subject: Job | Batch  # what the answer describes
+    count: int  # the jobs it adds to the tenant's queue
+    webhook: str | None
+    write: Callable[[Callable[[], Claim | None]], object]  # one transaction, with the claim
+    release: Callable[[], object]  # to the broker, after the commit
+
+
+def accept(
+    submission: Submission,
     *,
-    claim: Claim | None = None,
-    guard: Callable[[], AbstractContextManager[object]] = nullcontext,
-) -> list[Job]:
-    """Commit jobs (with an idempotent response to keep), then publish them.
+    who: Principal,
+    sessions: Sessions,
+    settings: Settings,
+    answer: Answer,
+    guard: WriteGuard = nullcontext,
+) -> Job | Batch:
+    """Check, store and release a validated submission; return what it created.
 
     ``guard()`` wraps the write (the API's keeps a landed commit's answer a success). A failed
     publish is left to the reconciler.
     """
+    check_webhook(sessions, settings, who.tenant_id, submission.webhook)
+    check_queued_cap(
+        sessions, who.tenant_id, submission.count, default_cap=settings.tenant_max_queued
+    )
     with guard():
-        services.store.create(jobs, claim=claim)
-    services.publisher.publish(jobs, stamped=True)
+        submission.write(lambda: answer(submission.subject))
+    submission.release()
+    return submission.subject
+
+
+def job_submission(
+    body: JobCreate,
+    *,
+    who: Principal,
+    settings: Settings,
+    check_model: ModelCheck | None,
+    store: JobStore,
+    publisher: Publisher,
+) -> Submission:
+    """Validate one job request completely and return its submission."""
+    job = build_job(body, settings=settings, check_model=check_model)
+    job.tenant_id = who.tenant_id
+    return Submission(
+        job,
+        1,
+        job.webhook,
+        write=lambda answer: store.create([job], answer=answer),
+        release=lambda: publisher.publish([job], stamped=True),
+    )
+
+
+def submit(store: JobStore, publisher: Publisher, jobs: Sequence[Job]) -> list[Job]:
+    """Commit the system's own jobs (no tenant, no checks: the bootstrap's), then publish them."""
+    store.create(jobs)
+    publisher.publish(jobs, stamped=True)
     return list(jobs)
 
 
-def submission_check(services: Services, who: Principal) -> ModelCheck:
+def submission_check(registry: ModelRegistry, sessions: Sessions, who: Principal) -> ModelCheck:
     """Return the check ``build_job`` applies to a tenant's job: its model and its dataset.
 
     A model or dataset the tenant may not read answers as one that does not exist; a training
     job may add versions only to the tenant's own model.
     """
-    registry = services.registry
 
     def check(job_type: jobtypes.JobType, model: str, params: dict[str, Any]) -> str:
         if params.get("dataset_id"):
-            check_dataset(services, who, params["dataset_id"], job_type.model_kind)
+            check_dataset(sessions, who, params["dataset_id"], job_type.model_kind)
         if job_type.model == "target":
             return registry.check_target(model, job_type.model_kind, who.tenant_id)
         resolved = registry.resolve(model, job_type.model_kind, who)
@@ -147,9 +207,9 @@ def submission_check(services: Services, who: Principal) -> ModelCheck:
     return check
 
 
-def check_dataset(services: Services, who: Principal, dataset_id: str, kind: str | None) -> None:
+def check_dataset(sessions: Sessions, who: Principal, dataset_id: str, kind: str | None) -> None:
     """Raise InputError unless the dataset exists, the tenant may read it, and its kind fits."""
-    with services.store.sessions() as session:
+    with sessions() as session:
         row = session.get(Dataset, uuid.UUID(str(dataset_id)))
     if row is None or not who.sees(row.tenant_id):
         raise InputError("dataset not found", field="params.dataset_id")

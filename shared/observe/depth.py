@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -26,9 +26,6 @@ from shared.delivery.publish import Publisher
 from shared.errors import InputError
 from shared.jobs.status import JobStatus
 from shared.tables import Job, Tenant
-
-if TYPE_CHECKING:
-    from shared.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +120,8 @@ class Bounded:
 class DepthCollector(Collector):
     """The queue-depth gauges, sampled from the broker and the database at each scrape."""
 
-    def __init__(self, services: Services) -> None:
-        self._services = services
+    def __init__(self, sessions: sessionmaker[Session], publisher: Publisher) -> None:
+        self._sessions, self._publisher = sessions, publisher
         self._broker = Bounded("broker")
         self._database = Bounded("database")
 
@@ -135,12 +132,10 @@ class DepthCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """Sample the broker and the database; a part that fails is left out of this scrape."""
         messages, waiting, running = _families()
-        for lane, count in (
-            self._broker(lambda: broker_messages(self._services.publisher)) or {}
-        ).items():
+        for lane, count in (self._broker(lambda: broker_messages(self._publisher)) or {}).items():
             if count is not None:
                 messages.add_metric([lane], count)
-        for depth in self._database(lambda: job_depths(self._services.store.sessions)) or []:
+        for depth in self._database(lambda: job_depths(self._sessions)) or []:
             if depth.state == RUNNING:
                 running.add_metric([depth.lane, depth.tenant], depth.jobs)
             else:

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from shared.jobs.caps import FRESH_S
 from shared.tables import ApiKey, Artifact, Batch, Dataset, IdempotentResponse, Job, Model, Tenant
 from shared.tenants.accounts import update_tenant
-from shared.tenants.caps import FRESH_S
 from shared.tenants.keys import ADMIN, CACHE_TTL_S, JOBS_READ, hash_key
 from tests.conftest import Stack
 from tests.support import Api, wait_for

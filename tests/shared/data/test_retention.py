@@ -95,7 +95,7 @@ def test_results_and_files_expire_after_their_tenants_retention(svc: Services) -
         job_id=trained,
         tenant_id=short,
     )
-    report = sweep(svc)
+    report = sweep(svc.store, svc.artifacts, svc.settings)
     assert report.jobs == 2 and report.artifacts == 1, report  # ``old`` and ``trained``
     job = _get(svc, old)
     assert job.result is None and job.progress is None and job.expired_at is not None
@@ -108,7 +108,7 @@ def test_results_and_files_expire_after_their_tenants_retention(svc: Services) -
     assert _exists(svc, model_file)  # a model version's file never expires with its job
     assert svc.artifacts.get(model_file.id).id == model_file.id
     # Seven days later the default retention has passed too; nothing is expired twice.
-    again = sweep(svc, now=utcnow() + 7 * DAY)
+    again = sweep(svc.store, svc.artifacts, svc.settings, now=utcnow() + 7 * DAY)
     assert again.jobs == 1 and again.artifacts == 1 and not _exists(svc, kept_file), again
 
 
@@ -122,14 +122,16 @@ def test_batch_items_expire_with_their_batch(svc: Services) -> None:
         batch_id = batch.id
     items = [_job(svc, tenant, 3, batch=batch_id) for _ in range(2)]
     last, _ = _job(svc, tenant, 0, status="running", batch=batch_id)
-    assert sweep(svc).jobs == 0  # one item still runs: the batch is not over
+    assert (
+        sweep(svc.store, svc.artifacts, svc.settings).jobs == 0
+    )  # one item still runs: the batch is not over
     with svc.store.sessions() as session:
         row = session.get(Job, last)
         assert row is not None
         row.status, row.finished_at = "succeeded", utcnow()
         session.commit()
-    assert sweep(svc).jobs == 0  # over, but only just
-    report = sweep(svc, now=utcnow() + 2 * DAY)
+    assert sweep(svc.store, svc.artifacts, svc.settings).jobs == 0  # over, but only just
+    report = sweep(svc.store, svc.artifacts, svc.settings, now=utcnow() + 2 * DAY)
     assert report.batches == 1 and report.jobs == 3 and report.artifacts == 3, report
     assert all(_get(svc, i).result is None for i, _ in items)
     assert not any(_exists(svc, f) for _, f in items)
@@ -159,7 +161,7 @@ def test_orphan_files_go_once_past_the_grace_and_never_a_live_jobs(svc: Services
     workdir = root / "work" / str(uuid.uuid4())  # a job that no longer exists
     workdir.mkdir(parents=True)
     os.utime(workdir, (long_ago, long_ago))
-    report = sweep(svc)
+    report = sweep(svc.store, svc.artifacts, svc.settings)
     assert report.orphan_files == 2 and report.orphan_folders == 1, report
     assert not any(os.path.exists(p) for p in gone) and not workdir.exists()
     assert all(os.path.exists(p) for p in kept)
@@ -175,7 +177,7 @@ def test_two_sweepers_at_once_expire_each_job_once(svc: Services) -> None:
 
     def run() -> None:
         start.wait()
-        reports.append(sweep(svc))
+        reports.append(sweep(svc.store, svc.artifacts, svc.settings))
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for t in threads:

@@ -139,8 +139,12 @@ def test_orphans_in_the_bucket_go_after_the_grace_never_a_live_jobs(svc: Service
     vanished, live = f"work/{uuid.uuid4()}/state.json", f"work/{running}/state.json"
     for key in [*gone, *kept, vanished, live]:
         store.put(key, b"left behind by a crashed attempt")
-    assert remove_orphans(svc).orphan_files == 0  # all within the grace
-    report = remove_orphans(svc, now=utcnow() + timedelta(days=2))
+    assert (
+        remove_orphans(svc.store, svc.artifacts, svc.settings).orphan_files == 0
+    )  # all within the grace
+    report = remove_orphans(
+        svc.store, svc.artifacts, svc.settings, now=utcnow() + timedelta(days=2)
+    )
     assert report.orphan_files == 2 and report.orphan_folders == 1, report
     keys = {o.key for o in store.list("")}
     assert keys == {claimed.uri.removeprefix("s3:"), *kept, live}

@@ -77,7 +77,7 @@ def test_one_loss_beside_others_is_no_evidence_and_a_second_one_is(svc: Services
     for job, token in ((first, "h:7:aaaa"), (second, "h:7:bbbb"), (alone, "h:8:cccc")):
         _claim(svc, job, token)
     _expire_leases(svc, first, second, alone)
-    report = reconcile_once(svc)
+    report = reconcile_once(svc.store, svc.publisher, svc.settings)
     assert report.requeued == 3 and report.published == 3
     rows = {j.id: svc.store.get(j.id) for j in (first, second, alone)}
     for job_id in (first.id, second.id):
@@ -93,7 +93,7 @@ def test_one_loss_beside_others_is_no_evidence_and_a_second_one_is(svc: Services
     for job, token in ((first, "h:9:dddd"), (fresh, "h:9:eeee")):
         _claim(svc, job, token)
     _expire_leases(svc, first, fresh)
-    assert reconcile_once(svc).requeued == 2
+    assert reconcile_once(svc.store, svc.publisher, svc.settings).requeued == 2
     suspect, innocent = svc.store.get(first.id), svc.store.get(fresh.id)
     assert (suspect.attempts, suspect.solo) == (0, True)
     assert [e["charged"] for e in suspect.errors] == [False, False]
@@ -128,7 +128,7 @@ def test_a_job_that_keeps_killing_its_process_alone_ends_worker_lost(svc: Servic
         (claimed,) = _claim(svc, job, f"h:{attempt}:dddd")
         assert claimed.attempts == attempt
         _expire_leases(svc, job)
-        reconcile_once(svc)
+        reconcile_once(svc.store, svc.publisher, svc.settings)
     row = svc.store.get(job.id)
     assert row.status == JobStatus.FAILED and row.error["code"] == "worker_lost"
     assert [e["attempt"] for e in row.errors] == [1, 2, 3]

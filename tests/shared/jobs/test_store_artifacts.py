@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -14,7 +15,7 @@ from shared.delivery.reconciler import reconcile_once
 from shared.jobs.status import JobStatus
 from shared.services import Services
 from shared.tables import Artifact, Job
-from worker.context import JobContext
+from worker.context import JobContext, Ports
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,12 @@ def _attempt(svc: Services, job_id: uuid.UUID, token: str) -> JobContext:
         default_limit_s=600,
         running_cap=svc.settings.tenant_max_running,
     )
-    return JobContext(job, svc)
+    ports = Ports(svc.settings, svc.store, svc.artifacts, svc.registry, None, _no_model)
+    return JobContext(job, ports)
+
+
+def _no_model(ref: str | None, kind: str) -> Any:
+    raise AssertionError("these jobs load no model")
 
 
 def _save_both_ways(ctx: JobContext, name: str) -> None:
@@ -42,7 +48,7 @@ def _lose_claim(svc: Services, job_id: uuid.UUID) -> None:
         past = utcnow() - timedelta(seconds=1)
         session.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=past))
         session.commit()
-    assert reconcile_once(svc).requeued == 1
+    assert reconcile_once(svc.store, svc.publisher, svc.settings).requeued == 1
 
 
 def _rows(svc: Services, job_id: uuid.UUID) -> dict[uuid.UUID, str]:
@@ -82,6 +88,11 @@ def test_a_success_keeps_its_own_attempts_artifacts_only(svc: Services) -> None:
     ours = {*won.recorded_artifacts, *(a.id for a in won.pending_artifacts)}
     assert set(rows) == ours | {model_file}, f"the lost attempt's {versioned} stayed"
     # The lost attempt's files (the one recorded and the one never recorded) are orphans now.
-    remove_orphans(svc, now=utcnow() + timedelta(seconds=svc.settings.orphan_grace_s + 60))
+    remove_orphans(
+        svc.store,
+        svc.artifacts,
+        svc.settings,
+        now=utcnow() + timedelta(seconds=svc.settings.orphan_grace_s + 60),
+    )
     keys = {obj.key for obj in svc.artifacts.store.list(f"jobs/{job.id}/")}
     assert keys == {svc.artifacts.key_of(uri) for uri in rows.values()}

@@ -66,7 +66,7 @@ def test_the_broker_counts_each_lane_with_its_redo_queue(svc: Services) -> None:
 def test_the_collector_exports_the_gauges(svc: Services) -> None:
     svc.store.create(_jobs("test.sleep", 2, None))
     registry = CollectorRegistry()
-    registry.register(DepthCollector(svc))
+    registry.register(DepthCollector(svc.sessions, svc.publisher))
     labels = {"lane": INTERACTIVE, "tenant": SYSTEM_TENANT, "state": PUBLISHED}
     assert registry.get_sample_value("aigc_queue_waiting_rows", labels) == 2
     assert registry.get_sample_value("aigc_queue_messages", {"lane": BATCH}) == 0

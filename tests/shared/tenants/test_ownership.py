@@ -20,7 +20,7 @@ from shared.models.registry import ResolvedModel
 from shared.services import Services
 from shared.tables import ApiKey, IdempotentResponse, Tenant
 from shared.tenants.accounts import get_tenant
-from shared.tenants.idempotency import AlreadyStored, Claim, lookup
+from shared.tenants.idempotency import AlreadyStored, Claim, keep, lookup
 from shared.tenants.keys import ADMIN, JOBS_READ, Principal
 
 pytestmark = pytest.mark.integration
@@ -106,17 +106,17 @@ def test_an_idempotency_key_is_kept_once_until_it_expires(svc: Services) -> None
     tenant = get_tenant(svc.store.sessions, name="a", create=True).id
     claim = Claim(tenant, "k1", "hash-1", ttl_s=60).answer(202, {"id": "1"}, {})
     with svc.engine.begin() as conn:
-        claim.store(conn)
+        keep(conn, claim)
     with pytest.raises(AlreadyStored), svc.engine.begin() as conn:
-        claim.answer(202, {"id": "2"}, {}).store(conn)
-    stored = lookup(svc, claim)
+        keep(conn, claim.answer(202, {"id": "2"}, {}))
+    stored = lookup(svc.sessions, claim)
     assert stored is not None and stored.body == {"id": "1"}
     with svc.engine.begin() as conn:  # a day later
         conn.execute(update(IdempotentResponse).values(created_at=utcnow() - timedelta(seconds=61)))
-    assert lookup(svc, claim) is None
+    assert lookup(svc.sessions, claim) is None
     with svc.engine.begin() as conn:
-        claim.answer(202, {"id": "3"}, {}).store(conn)
-    assert lookup(svc, claim).body == {"id": "3"}
+        keep(conn, claim.answer(202, {"id": "3"}, {}))
+    assert lookup(svc.sessions, claim).body == {"id": "3"}
 
 
 def test_requests_racing_to_create_a_tenant_all_get_the_one_row(svc: Services) -> None:

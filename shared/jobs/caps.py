@@ -9,16 +9,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
 from shared.errors import TooManyRequests
 from shared.jobs.status import JobStatus
 from shared.tables import Job, Tenant
-
-if TYPE_CHECKING:
-    from shared.services import Services
+from shared.types import Sessions
 
 FRESH_S = 1.0  # how old a cached count or limit may be
 RETRY_AFTER_S = 5
@@ -27,13 +24,18 @@ _counts: dict[uuid.UUID, tuple[int, int, float]] = {}  # tenant -> (queued, cap,
 _lock = threading.Lock()
 
 
-def check_queued_cap(services: Services, tenant_id: uuid.UUID, adding: int) -> None:
-    """Raise TooManyRequests if ``adding`` more jobs would put the tenant past its queued cap."""
+def check_queued_cap(
+    sessions: Sessions, tenant_id: uuid.UUID, adding: int, *, default_cap: int
+) -> None:
+    """Raise TooManyRequests if ``adding`` more jobs would put the tenant past its queued cap.
+
+    ``default_cap`` applies to a tenant with no cap of its own (``tenant_max_queued``).
+    """
     now = time.monotonic()
     with _lock:
         cached = _counts.get(tenant_id)
     if cached is None or now - cached[2] > FRESH_S:
-        cached = (*_read(services, tenant_id), now)
+        cached = (*_read(sessions, tenant_id, default_cap), now)
     queued, cap, read_at = cached
     if queued + adding > cap:
         raise TooManyRequests(
@@ -45,12 +47,12 @@ def check_queued_cap(services: Services, tenant_id: uuid.UUID, adding: int) -> N
         _counts[tenant_id] = (queued + adding, cap, read_at)
 
 
-def _read(services: Services, tenant_id: uuid.UUID) -> tuple[int, int]:
-    with services.store.sessions() as session:
+def _read(sessions: Sessions, tenant_id: uuid.UUID, default_cap: int) -> tuple[int, int]:
+    with sessions() as session:
         queued = session.scalar(
             select(func.count())
             .select_from(Job)
             .where(Job.tenant_id == tenant_id, Job.status == JobStatus.QUEUED)
         )
         cap = session.scalar(select(Tenant.max_queued).where(Tenant.id == tenant_id))
-    return int(queued or 0), cap or services.settings.tenant_max_queued
+    return int(queued or 0), cap or default_cap
