@@ -96,7 +96,8 @@ def _use_model(ref: str | None, kind: str) -> Iterator[Any]:
     """Yield a model from this process's cache, kept loaded while it is used."""
     from worker.model_cache import model_cache  # Keras loads on first use, not at import
 
-    with model_cache(services()).use(ref, kind) as loaded:
+    svc = services()
+    with model_cache(svc.registry, svc.artifacts, svc.settings).use(ref, kind) as loaded:
         yield loaded
 
 
@@ -167,7 +168,8 @@ def _warmup() -> None:
         if refs:
             from worker.model_cache import model_cache
 
-            model_cache(services()).warm(refs)
+            svc = services()
+            model_cache(svc.registry, svc.artifacts, svc.settings).warm(refs)
     except Exception:
         log.exception("warm-up failed; models will load on first use")
 

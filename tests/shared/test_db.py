@@ -35,10 +35,13 @@ def test_a_transaction_left_idle_is_ended_and_its_row_locks_freed() -> None:
             conn.execute(text("INSERT INTO locks VALUES (1, 0)"))
         quiet = engine.connect()
         quiet.begin()
-        quiet.execute(text("UPDATE locks SET n = n + 1 WHERE id = 1"))  # then never a word more
+        quiet.execute(text("UPDATE locks SET n = n + 100 WHERE id = 1"))  # then never a word more
         with engine.connect() as other:
-            assert not _can_update(other)  # held: the other writer gives up on its lock timeout
+            other.execute(text("SET lock_timeout = 100"))  # ms: try often while the row is held
+            other.commit()
             wait_for(lambda: _can_update(other), 30, 0.2, "the server to end the idle transaction")
+            # The quiet writer's +100 is gone: its transaction was ended, not committed.
+            assert other.execute(text("SELECT n FROM locks WHERE id = 1")).scalar() == 1
         with pytest.raises(DBAPIError):
             quiet.execute(text("SELECT 1"))  # the server ended that session
         quiet.invalidate()
