@@ -32,8 +32,8 @@ def paced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
-def _drain_side_by_side(stack: Stack, *clients: Api) -> list[str]:
-    """Submit one batch per client at once; return the batch of each item in start order."""
+def _drain_side_by_side(stack: Stack, *clients: Api) -> tuple[list[str], list[str]]:
+    """Submit one batch per client at once; return the batches, and each contended start's."""
     items = [{"custom_id": str(i), "params": {"seconds": 0.02}} for i in range(ITEMS)]
     batches = []
     for client in clients:
@@ -53,15 +53,19 @@ def _drain_side_by_side(stack: Stack, *clients: Api) -> list[str]:
             .where(Job.batch_id.in_([uuid.UUID(b) for b in batches]))
             .order_by(Job.started_at)
         ).all()
-    last_start = {b: max(r.started_at for r in rows if str(r.batch_id) == b) for b in batches}
-    contended_until = min(last_start.values())  # while every tenant still had items waiting
-    return [str(r.batch_id) for r in rows if r.started_at <= contended_until]
+    starts = {b: [r.started_at for r in rows if str(r.batch_id) == b] for b in batches}
+    # Contended: from the first start of the last batch to arrive (the first may have run
+    # alone before the second was even accepted) while every tenant still had items waiting.
+    contended_from = max(min(s) for s in starts.values())
+    contended_until = min(max(s) for s in starts.values())
+    return batches, [
+        str(r.batch_id) for r in rows if contended_from <= r.started_at <= contended_until
+    ]
 
 
 def test_two_tenants_batches_get_equal_shares(paced: Stack) -> None:
     a, b = paced.client("fair-a"), paced.client("fair-b")
-    order = _drain_side_by_side(paced, a, b)
-    first, second = sorted(set(order), key=order.index)
+    (first, second), order = _drain_side_by_side(paced, a, b)
     # Over the whole time both had a backlog: equal shares within 20%.
     assert 0.8 <= order.count(first) / order.count(second) <= 1.25, _shares(order)
     # And in every stretch of starts, both tenants ran: neither backlog starved the other.
@@ -73,8 +77,7 @@ def test_two_tenants_batches_get_equal_shares(paced: Stack) -> None:
 def test_weights_set_the_shares(paced: Stack) -> None:
     heavy, light = paced.client("fair-heavy"), paced.client("fair-light")
     update_tenant(paced.services.store.sessions, name="fair-heavy", weight=2)
-    order = _drain_side_by_side(paced, light, heavy)
-    light_batch = order[0]
+    (light_batch, _), order = _drain_side_by_side(paced, light, heavy)
     ratio = (len(order) - order.count(light_batch)) / order.count(light_batch)
     assert 1.6 <= ratio <= 2.5, _shares(order)
 
