@@ -1,34 +1,34 @@
 """``aigc keys`` and ``aigc tenants``: operator commands that talk to the database directly.
 
 They need the database settings of the deployment (``AIGC_DATABASE_URL``), not a key: they are
-how the first keys come to exist.
+how the first keys come to exist. The ``aigc`` group (``ops.cli``, the root) hands them, as its
+context object, the opener of the key store.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import click
 
-from shared.config import get_settings
 from shared.errors import AigcError
-from shared.services import Services, build_services
 from shared.tenants.accounts import list_tenants, update_tenant
-from shared.tenants.keys import SCOPES, USER_SCOPES
+from shared.tenants.keys import SCOPES, USER_SCOPES, KeyStore
+
+OpenKeys = Callable[[], AbstractContextManager[KeyStore]]
 
 
 @contextmanager
-def _services() -> Iterator[Services]:
-    svc = build_services(get_settings())
-    try:
-        yield svc
-    except AigcError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        svc.close()
+def _keys() -> Iterator[KeyStore]:
+    open_keys: OpenKeys = click.get_current_context().obj
+    with open_keys() as store:
+        try:
+            yield store
+        except AigcError as exc:
+            raise click.ClickException(exc.message) from None
 
 
 @click.group()
@@ -49,8 +49,8 @@ def keys() -> None:
 )
 def keys_create(tenant: str, name: str, scopes: tuple[str, ...]) -> None:
     """Create a key and print it: it is shown only this once."""
-    with _services() as svc:
-        key, row = svc.keys.create(tenant, name, list(scopes or USER_SCOPES))
+    with _keys() as store:
+        key, row = store.create(tenant, name, list(scopes or USER_SCOPES))
     click.echo(f"created key {row.id} ({row.prefix}…) for tenant {tenant!r}", err=True)
     click.echo(key)
 
@@ -59,8 +59,8 @@ def keys_create(tenant: str, name: str, scopes: tuple[str, ...]) -> None:
 @click.option("--tenant", "-t", default=None, help="Only this tenant's keys.")
 def keys_list(tenant: str | None) -> None:
     """List keys (never their secrets)."""
-    with _services() as svc:
-        rows = svc.keys.list(tenant)
+    with _keys() as store:
+        rows = store.list(tenant)
     for k in rows:
         state = f"revoked {k['revoked_at']}" if k["revoked_at"] else "active"
         click.echo(
@@ -73,8 +73,8 @@ def keys_list(tenant: str | None) -> None:
 @click.argument("key_id", type=click.UUID)
 def keys_revoke(key_id: uuid.UUID) -> None:
     """Revoke a key: every API process refuses it from now on."""
-    with _services() as svc:
-        svc.keys.revoke(key_id)
+    with _keys() as store:
+        store.revoke(key_id)
     click.echo(f"revoked {key_id}")
 
 
@@ -103,9 +103,9 @@ def tenants_set(
     retention_days: float | None,
 ) -> None:
     """Set a tenant's weight, caps, rate limit or retention."""
-    with _services() as svc:
+    with _keys() as store:
         update_tenant(
-            svc.store.sessions,
+            store.sessions,
             name=name,
             weight=weight,
             max_running=max_running,
@@ -113,14 +113,14 @@ def tenants_set(
             rate_limit=rate_limit,
             retention_days=retention_days,
         )
-        rows = [t for t in list_tenants(svc.store.sessions) if t["name"] == name]
+        rows = [t for t in list_tenants(store.sessions) if t["name"] == name]
     click.echo(json.dumps(rows[0]))
 
 
 @tenants.command("list")
 def tenants_list() -> None:
     """List tenants with their weights and caps (null: the setting's default)."""
-    with _services() as svc:
-        rows = list_tenants(svc.store.sessions)
+    with _keys() as store:
+        rows = list_tenants(store.sessions)
     for row in rows:
         click.echo(json.dumps(row))

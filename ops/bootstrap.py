@@ -12,11 +12,13 @@ import uuid
 from typing import Any
 
 from shared.config import Settings
+from shared.delivery.publish import Publisher
 from shared.jobs.schemas import JobCreate
 from shared.jobs.status import TERMINAL
+from shared.jobs.store import JobStore
 from shared.jobs.submit import build_job, submit
 from shared.models import kinds
-from shared.services import Services, build_services
+from shared.models.registry import ModelRegistry
 
 log = logging.getLogger("aigc.bootstrap")
 
@@ -34,50 +36,55 @@ def default_jobs(settings: Settings) -> list[JobCreate]:
     ]
 
 
-def bootstrap_default_models(settings: Settings, stop: threading.Event) -> None:
+def bootstrap_default_models(
+    store: JobStore,
+    publisher: Publisher,
+    registry: ModelRegistry,
+    settings: Settings,
+    stop: threading.Event,
+) -> None:
     """Submit the default trainings one after another, and log their progress until both end.
 
     Each one after the first waits for the previous model's first version (or its job's end),
     so the first model a new user can try trains alone; then they train side by side.
     """
-    svc = build_services(settings)
-    if not svc.registry.is_empty():
+    if not registry.is_empty():
         return
-    busy = _training_models(svc)
+    busy = _training_models(store)
     ids: list[str] = []
     for body in default_jobs(settings):
         if ids:
-            _wait_first_version(svc, ids[-1], stop)
+            _wait_first_version(store, ids[-1], stop)
         if body.model not in busy and not stop.is_set():
-            (job,) = submit(svc.store, svc.publisher, [build_job(body, settings=settings)])
+            (job,) = submit(store, publisher, [build_job(body, settings=settings)])
             ids.append(str(job.id))
             log.info(
                 "first start: training %s (job %s); follow with `aigc jobs`", body.model, job.id
             )
-    _follow(svc, ids, stop)
+    _follow(store, ids, stop)
 
 
-def _training_models(svc: Services) -> set[str]:
+def _training_models(store: JobStore) -> set[str]:
     """Return the models a training job not yet ended is training (after a restart)."""
-    jobs = svc.store.page(tenant_id=None, status=None, type_=None, limit=100, cursor=None)[0]
+    jobs = store.page(tenant_id=None, status=None, type_=None, limit=100, cursor=None)[0]
     return {j.model for j in jobs if j.type.endswith(".train") and j.status not in TERMINAL}
 
 
-def _wait_first_version(svc: Services, job_id: str, stop: threading.Event) -> None:
+def _wait_first_version(store: JobStore, job_id: str, stop: threading.Event) -> None:
     """Wait until a training job has registered a version or ended, for a bounded time."""
     deadline = time.monotonic() + FIRST_VERSION_WAIT_S
     while time.monotonic() < deadline and not stop.wait(POLL_S):
-        job = svc.store.get_public(uuid.UUID(job_id)) or {}
+        job = store.get_public(uuid.UUID(job_id)) or {}
         if job.get("status") in TERMINAL or (job.get("progress") or {}).get("versions"):
             return
 
 
-def _follow(svc: Services, ids: list[str], stop: threading.Event) -> None:
+def _follow(store: JobStore, ids: list[str], stop: threading.Event) -> None:
     """Log each training's progress when it changes, until all have ended."""
     last: dict[str, str] = {}
     while ids and not stop.wait(5):
         for job_id in list(ids):
-            job = svc.store.get_public(uuid.UUID(job_id)) or {}
+            job = store.get_public(uuid.UUID(job_id)) or {}
             line = _describe(job)
             if line != last.get(job_id):
                 log.info("%s: %s", job.get("model"), line)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -15,11 +17,26 @@ import click
 from ops import client_cli
 from ops.admin_cli import keys, tenants
 from shared.config import get_settings
+from shared.tenants.keys import KeyStore
 
 
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """aigc-queue: a job queue for AI-generated content."""
+    ctx.obj = _open_keys  # how the operator commands (ops.admin_cli) reach the key store
+
+
+@contextmanager
+def _open_keys() -> Iterator[KeyStore]:
+    """Open the deployment's key store for one operator command, and close its engine."""
+    from shared.services import build_keys
+
+    store, engine = build_keys(get_settings())
+    try:
+        yield store
+    finally:
+        engine.dispose()
 
 
 @main.command()

@@ -6,11 +6,10 @@ import os
 from pathlib import Path
 
 from shared.config import Settings
-from shared.services import build_services
-from shared.tenants.keys import LOCAL_TENANT, SCOPES
+from shared.tenants.keys import LOCAL_TENANT, SCOPES, KeyStore
 
 
-def ensure_local_admin_key(settings: Settings) -> str | None:
+def ensure_local_admin_key(keys: KeyStore, settings: Settings) -> str | None:
     """Create the local admin key unless the key file holds a live one; return a new key.
 
     The key is written to ``api_key_file`` (mode 600) where the CLI finds it; the caller prints
@@ -18,14 +17,10 @@ def ensure_local_admin_key(settings: Settings) -> str | None:
     """
     if not settings.auth_required:
         return None
-    svc = build_services(settings)
-    try:
-        current = read_key(settings.api_key_file)
-        if current and svc.keys.verify(current) is not None:
-            return None
-        key, _ = svc.keys.create(LOCAL_TENANT, "local admin (aigc up)", list(SCOPES))
-    finally:
-        svc.close()
+    current = read_key(settings.api_key_file)
+    if current and keys.verify(current) is not None:
+        return None
+    key, _ = keys.create(LOCAL_TENANT, "local admin (aigc up)", list(SCOPES))
     _write_private(settings.api_key_file, key + "\n")
     return key
 

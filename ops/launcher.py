@@ -23,6 +23,7 @@ from ops.processes import ProcessSpec, stack_specs
 from shared.config import Settings
 from shared.observe.export import MULTIPROC_ENV, reset_dir
 from shared.observe.logs import configure_logging
+from shared.tenants.keys import KeyStore
 
 log = logging.getLogger(__name__)
 
@@ -213,10 +214,12 @@ class Supervisor:
 def run_stack(settings: Settings, *, bootstrap: bool = True) -> int:
     """Migrate, start the stack and supervise it until SIGINT or SIGTERM."""
     from shared import migrate
+    from shared.services import build_services
 
     configure_logging(settings)
     migrate.upgrade(settings)
-    _announce_new_admin_key(settings)
+    svc = build_services(settings)  # this process's parts: the admin key and the bootstrap's
+    _announce_new_admin_key(svc.keys, settings)
     supervisor = Supervisor(stack_specs(settings), settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -228,18 +231,22 @@ def run_stack(settings: Settings, *, bootstrap: bool = True) -> int:
         from ops.bootstrap import bootstrap_default_models
 
         threading.Thread(
-            target=bootstrap_default_models, args=(settings, stop), daemon=True, name="bootstrap"
+            target=bootstrap_default_models,
+            args=(svc.store, svc.publisher, svc.registry, settings, stop),
+            daemon=True,
+            name="bootstrap",
         ).start()
     supervisor.run(stop)
+    svc.close()
     print("aigc-queue stopped", flush=True)
     return 0
 
 
-def _announce_new_admin_key(settings: Settings) -> None:
+def _announce_new_admin_key(keys: KeyStore, settings: Settings) -> None:
     """Create the local admin key on first start and print it, this once."""
     from ops.keys import ensure_local_admin_key
 
-    key = ensure_local_admin_key(settings)
+    key = ensure_local_admin_key(keys, settings)
     if key:
         print(
             f"created the local admin API key; it is shown only now and saved to "

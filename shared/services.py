@@ -1,9 +1,10 @@
 """Builds the long-lived objects a process needs from the settings, once.
 
-Only the composition roots import this module: the app factory (``api/__init__.py``), the
-worker entry (``worker/app.py``), the server CLI (``ops/cli.py``), the bench (``bench/stack.py``)
-and the bootstrap of the default models. Each hands every other function the narrow parts it
-uses (``sessions``, ``store``, ``publisher``, ``settings``…), typed by ``shared.types``.
+Only the composition roots import this module (``lint-imports`` checks it): the app factory
+(``api/__init__.py``), the worker entry (``worker/app.py``), the server CLI (``ops/cli.py``), the
+launcher of ``aigc up`` (``ops/launcher.py``) and the bench (``bench/context.py``). Each hands
+every other function the narrow parts it uses (``sessions``, ``store``, ``publisher``,
+``settings``, a ``KeyStore``…), typed by ``shared.types``.
 """
 
 from __future__ import annotations
@@ -64,9 +65,7 @@ def build_services(
     settings.ensure_dirs()
     jobtypes.load_plugins(settings.plugins)
     engine = make_engine(settings, pool_size=threads, overflow=overflow)
-    cache = (
-        StatusCache(settings.redis_url, settings.status_cache_ttl_s) if settings.redis_url else None
-    )
+    cache = _status_cache(settings)
     sessions = make_session_factory(engine)
     store = JobStore(sessions, cache)
     celery = make_celery(settings)
@@ -83,6 +82,23 @@ def build_services(
         latest_ttl_s=ANNOUNCED_LATEST_TTL_S if cache else LATEST_TTL_S,
         on_change=(lambda: cache.announce_change("models")) if cache else None,
     )
-    keys = KeyStore(sessions, on_revoke=(lambda: cache.announce_change("keys")) if cache else None)
+    keys = _key_store(sessions, cache)
     streams = TextStreams(cache.redis) if cache else None
     return Services(settings, engine, store, celery, publisher, artifacts, registry, keys, streams)
+
+
+def build_keys(settings: Settings) -> tuple[KeyStore, Engine]:
+    """Create only the key store (and its engine, to dispose of) for an operator command."""
+    engine = make_engine(settings)
+    return _key_store(make_session_factory(engine), _status_cache(settings)), engine
+
+
+def _status_cache(settings: Settings) -> StatusCache | None:
+    if not settings.redis_url:
+        return None
+    return StatusCache(settings.redis_url, settings.status_cache_ttl_s)
+
+
+def _key_store(sessions: Sessions, cache: StatusCache | None) -> KeyStore:
+    # A revocation is announced on Redis so every API process drops its cached verifications.
+    return KeyStore(sessions, on_revoke=(lambda: cache.announce_change("keys")) if cache else None)
