@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.context import client_for
+from bench.context import client_for, migrated_services
 from bench.e2e import Client
-from bench.stack import Stack, fresh_database, migrated_services, settings_values
+from bench.stack import Stack, fresh_database, settings_values
 from shared.jobs.status import BATCH_TERMINAL
 
 
@@ -33,7 +33,7 @@ def main() -> None:
         stack.start_api()
         stack.start_generate()
         stack.start_reconciler()
-        print(json.dumps(run(client_for(svc, stack.base_url, "bench"), args.items), indent=2))
+        print(json.dumps(run(client_for(svc.keys, stack.base_url, "bench"), args.items), indent=2))
     finally:
         stack.close()
         svc.close()

@@ -1,22 +1,43 @@
-"""What every section of the bench shares: the run's objects."""
+"""What every section of the bench shares: the run's objects, and the services they come from.
+
+This is the bench's composition root: the one bench module that builds ``shared.services``. The
+sections take the parts they use (``celery``, ``engine``, ``publisher``, ``artifacts``…) from
+``Bench.svc``.
+"""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from typing import Any
 
 from bench import e2e
 from bench.report import Report
 from bench.stack import Stack
-from shared.services import Services
-from shared.tenants.keys import USER_SCOPES
+from shared.config import Settings, get_settings
+from shared.services import Services, build_services
+from shared.tenants.keys import USER_SCOPES, KeyStore
 
 EARLIER = "earlier issue"  # the note on a target set before issue 9
 
 
-def client_for(svc: Services, base_url: str, tenant: str) -> e2e.Client:
+def migrated_services(values: dict[str, Any]) -> Services:
+    """Migrate the bench database and return services on the bench's settings."""
+    from shared import migrate
+
+    settings = Settings(**{**values, "plugins": [values["plugins"]]})
+    migrate.upgrade(settings)
+    return build_services(settings)
+
+
+def deployment_services() -> Services:
+    """Return services on the deployment's own settings (``AIGC_*``), for a standalone report."""
+    return build_services(get_settings())
+
+
+def client_for(keys: KeyStore, base_url: str, tenant: str) -> e2e.Client:
     """Return a client of the API at ``base_url`` with a new key of ``tenant``, a user's scopes."""
-    key, _ = svc.keys.create(tenant, "bench", list(USER_SCOPES))
+    key, _ = keys.create(tenant, "bench", list(USER_SCOPES))
     return e2e.Client(base_url, key)
 
 
@@ -33,7 +54,7 @@ class Bench:
 
     def client_for(self, tenant: str, api: str = "api") -> e2e.Client:
         """Return a client of the named API process with a new key of ``tenant``."""
-        return client_for(self.svc, self.stack.url(api), tenant)
+        return client_for(self.svc.keys, self.stack.url(api), tenant)
 
     def platform(self) -> dict[str, int]:
         """Return the roots of every platform process: API, worker, reconciler and servers."""

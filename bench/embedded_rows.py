@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 
 from bench import e2e, platform_rows
-from bench.context import Bench, client_for
-from bench.stack import Stack, embedded_values, migrated_services
+from bench.context import Bench, client_for, migrated_services
+from bench.stack import Stack, embedded_values
 
 EMBEDDED = "(embedded: SQLite, filesystem broker)"
 
@@ -26,8 +26,8 @@ def interference(b: Bench) -> None:
     values = embedded_values(workdir)
     svc = migrated_services(values)
     stack = Stack(workdir, values, embedded=True)
-    models = {"small": register_text_model(svc, "bench-text", "small")}
-    e = Bench(b.args, svc, stack, client_for(svc, stack.base_url, "bench"), b.report, models)
+    models = {"small": register_text_model(svc.artifacts, svc.registry, "bench-text", "small")}
+    e = Bench(b.args, svc, stack, client_for(svc.keys, stack.base_url, "bench"), b.report, models)
     try:
         stack.start_api()
         stack.start_reconciler()

@@ -10,14 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, literal, null, select, text, true
+from celery import Celery
+from sqlalchemy import Engine, func, insert, literal, null, select, text, true
 
 from bench import cpu, e2e
 from shared.db import utcnow
 from shared.delivery.lanes import INTERACTIVE
 from shared.jobs.rows import JOBS
 from shared.jobs.status import TERMINAL
-from shared.services import Services
 
 # Filler jobs are queued but not due for a year: they stay in the table, unpublished and
 # untouched by the reconciler, as a deep backlog of other work would.
@@ -27,30 +27,32 @@ HOLD_CLIENTS = 8  # clients submitting the held jobs (their accept path is not m
 ENDED = tuple(str(s) for s in TERMINAL)
 
 
-def hold(svc: Services, client: e2e.Client, node: str, jobs: int) -> list[uuid.UUID]:
+def hold(celery: Celery, client: e2e.Client, node: str, jobs: int) -> list[uuid.UUID]:
     """Submit ``jobs`` bench.noop jobs through the API while worker ``node`` takes none of them.
 
     The worker stops consuming the interactive lane (Celery's remote control) until ``drain``,
     so the jobs are stored and published as any client's, and wait in the broker.
     """
-    svc.celery.control.cancel_consumer(INTERACTIVE, destination=[node], reply=True)
+    celery.control.cancel_consumer(INTERACTIVE, destination=[node], reply=True)
     with ThreadPoolExecutor(HOLD_CLIENTS) as pool:
         ids = list(pool.map(lambda _: client.submit(e2e.NOOP, {}), range(jobs)))
     return [uuid.UUID(i) for i in ids]
 
 
-def drain(svc: Services, node: str, roots: dict[str, int], ids: list[uuid.UUID]) -> dict[str, Any]:
+def drain(
+    celery: Celery, engine: Engine, node: str, roots: dict[str, int], ids: list[uuid.UUID]
+) -> dict[str, Any]:
     """CPU per job while worker ``node``, consuming again, claims and runs the held jobs."""
     with cpu.Meter(roots) as meter:
         started = time.perf_counter()
-        svc.celery.control.add_consumer(INTERACTIVE, destination=[node], reply=True)
-        _wait_ended(svc, ids)
+        celery.control.add_consumer(INTERACTIVE, destination=[node], reply=True)
+        _wait_ended(engine, ids)
         seconds = time.perf_counter() - started
     n = len(ids)
     return {"jobs": n, "seconds": seconds, "per_s": n / seconds, "cpu": meter.per_job(n)}
 
 
-def add_filler(svc: Services, template: uuid.UUID, count: int) -> None:
+def add_filler(engine: Engine, template: uuid.UUID, count: int) -> None:
     """Add ``count`` copies of a queued job, unpublished and not due, with fresh ids; VACUUM.
 
     Copied server-side from a job the API stored, so they carry every column a real job has.
@@ -65,25 +67,25 @@ def add_filler(svc: Services, template: uuid.UUID, count: int) -> None:
         .select_from(JOBS.join(series, true()))
         .where(JOBS.c.id == template)
     )
-    with svc.engine.begin() as conn:
+    with engine.begin() as conn:
         conn.execute(insert(JOBS).from_select(cols, copies))
-    vacuum(svc)
+    vacuum(engine)
 
 
-def remove_filler(svc: Services) -> None:
+def remove_filler(engine: Engine) -> None:
     """Delete the filler jobs and VACUUM, so later rows see an ordinary table."""
-    with svc.engine.begin() as conn:
+    with engine.begin() as conn:
         conn.execute(JOBS.delete().where(JOBS.c.available_at > utcnow() + FILLER_DELAY / 2))
-    vacuum(svc)
+    vacuum(engine)
 
 
-def vacuum(svc: Services) -> None:
+def vacuum(engine: Engine) -> None:
     """VACUUM ANALYZE the jobs table, so autovacuum does not start in the middle of a measure."""
-    with svc.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE jobs"))
 
 
-def wait_idle(svc: Services, timeout_s: float = 600) -> None:
+def wait_idle(engine: Engine, timeout_s: float = 600) -> None:
     """Wait until no job that is due is queued or running (the filler never is)."""
     stmt = text(
         "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running') "
@@ -91,18 +93,18 @@ def wait_idle(svc: Services, timeout_s: float = 600) -> None:
     )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with svc.engine.connect() as conn:
+        with engine.connect() as conn:
             if not conn.scalar(stmt):
                 return
         time.sleep(0.5)
     raise TimeoutError("the stack did not drain")
 
 
-def _wait_ended(svc: Services, ids: list[uuid.UUID]) -> None:
+def _wait_ended(engine: Engine, ids: list[uuid.UUID]) -> None:
     # The lane is FIFO: poll the last job by key, then check them all (cheap next to claims).
     last = text("SELECT status FROM jobs WHERE id = :id")
     count = text("SELECT count(*) FROM jobs WHERE id = ANY(:ids) AND status = ANY(:ended)")
-    with svc.engine.connect() as conn:
+    with engine.connect() as conn:
         while conn.scalar(last, {"id": ids[-1]}) not in ENDED:
             conn.commit()
             time.sleep(POLL_S)

@@ -6,9 +6,10 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from shared.data.artifacts import ArtifactStore
 from shared.models.presets import TextConfig
+from shared.models.registry import ModelRegistry
 from shared.models.tokenizers import Tokenizer
-from shared.services import Services
 
 
 def text_config(preset: str) -> tuple[TextConfig, Tokenizer]:
@@ -25,7 +26,9 @@ def text_config(preset: str) -> tuple[TextConfig, Tokenizer]:
     return config_for_tokenizer(cfg, tokenizer), tokenizer
 
 
-def register_text_model(svc: Services, name: str, preset: str = "small") -> str:
+def register_text_model(
+    artifacts: ArtifactStore, registry: ModelRegistry, name: str, preset: str = "small"
+) -> str:
     """Register an untrained text model of ``preset``'s size; return name:version."""
     import keras
 
@@ -34,10 +37,12 @@ def register_text_model(svc: Services, name: str, preset: str = "small") -> str:
     keras.utils.set_random_seed(0)
     cfg, tokenizer = text_config(preset)
     config = {"text": asdict(cfg), "tokenizer": tokenizer.to_json()}
-    return _register(svc, name, "text", build_text_model(cfg), config)
+    return _register(artifacts, registry, name, "text", build_text_model(cfg), config)
 
 
-def register_image_model(svc: Services, name: str, image_size: int = 32) -> str:
+def register_image_model(
+    artifacts: ArtifactStore, registry: ModelRegistry, name: str, image_size: int = 32
+) -> str:
     """Register a DCGAN generator of the tutorial's size; return name:version."""
     import keras
 
@@ -46,19 +51,28 @@ def register_image_model(svc: Services, name: str, image_size: int = 32) -> str:
 
     keras.utils.set_random_seed(0)
     cfg = replace(IMAGE_PRESETS["default"], image_size=image_size)
-    return _register(svc, name, "image", build_generator(cfg), {"image": asdict(cfg)})
+    return _register(
+        artifacts, registry, name, "image", build_generator(cfg), {"image": asdict(cfg)}
+    )
 
 
-def _register(svc: Services, name: str, kind: str, model: object, config: dict) -> str:
+def _register(
+    artifacts: ArtifactStore,
+    registry: ModelRegistry,
+    name: str,
+    kind: str,
+    model: object,
+    config: dict,
+) -> str:
     from worker.ml.persist import save_model
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
         save_model(model, path)
-        artifact = svc.artifacts.save(
+        artifact = artifacts.save(
             None, "model", "application/octet-stream", path.read_bytes(), ".keras"
         )
-    version = svc.registry.register(
+    version = registry.register(
         name=name,
         kind=kind,
         config=config,

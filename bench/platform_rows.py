@@ -18,7 +18,7 @@ IDLE_S = 5  # how long the idle stack's own CPU use is measured
 
 def publish_path(b: Bench) -> None:
     """Row 10: CPU per message of the lean publisher against kombu's send_task."""
-    res = publishing.publish_cpu(b.svc, b.stack.servers["redis"], b.args.publish_messages)
+    res = publishing.publish_cpu(b.svc.publisher, b.stack.servers["redis"], b.args.publish_messages)
     lean, kombu = res["lean"], res["kombu"]
     b.report.raw["publish"] = res
 
@@ -136,7 +136,7 @@ def batch_interference(b: Bench) -> None:
     with cpu.Meter(b.platform()) as meter:
         alone = e2e.run_batch(b.client, *batch)
     b.report.cpu_row("8", "bench.noop batch alone (per item)", n, meter.per_job(n))
-    load.wait_idle(b.svc)
+    load.wait_idle(b.svc.engine)
     idle = b.report.raw["round_trip"]["ours"]
     interference(
         b,
@@ -193,11 +193,11 @@ def claims(b: Bench) -> None:
     node = f"gen@{socket.gethostname()}"
     measured = []
     for queued in (shallow, deep):
-        ids = load.hold(b.svc, b.client, node, n)
-        load.add_filler(b.svc, ids[0], queued)
+        ids = load.hold(b.svc.celery, b.client, node, n)
+        load.add_filler(b.svc.engine, ids[0], queued)
         b.stack.quiet()
-        measured.append(load.drain(b.svc, node, b.platform(), ids))
-        load.remove_filler(b.svc)
+        measured.append(load.drain(b.svc.celery, b.svc.engine, node, b.platform(), ids))
+        load.remove_filler(b.svc.engine)
     few, many = measured
     b.report.raw["claims"] = {"shallow": few, "deep": many}
     for comp, label in (("postgres", "PostgreSQL"), ("worker", "worker")):

@@ -14,17 +14,17 @@ from typing import Any
 
 from bench import cpu
 from bench.e2e import NOOP
+from shared.config import Settings
 from shared.delivery.lanes import lane_of
 from shared.delivery.publish import Publisher
 from shared.jobs.schemas import JobCreate
 from shared.jobs.submit import build_job
-from shared.services import Services
 
 WARMUP = 200  # the first kombu publishes declare the queue and its binding
 
 
-def _jobs(svc: Services, count: int) -> list[Any]:
-    jobs = [build_job(JobCreate(type=NOOP), settings=svc.settings) for _ in range(count)]
+def _jobs(settings: Settings, count: int) -> list[Any]:
+    jobs = [build_job(JobCreate(type=NOOP), settings=settings) for _ in range(count)]
     for job in jobs:
         job.id = uuid.uuid4()  # never stored: a successful stamped publish writes nothing
     return jobs
@@ -41,17 +41,17 @@ def _measure(publisher: Publisher, jobs: list[Any], redis_pid: int) -> dict[str,
     return {"messages": len(measured), "cpu": meter.per_job(len(measured))}
 
 
-def publish_cpu(svc: Services, redis_pid: int, messages: int) -> dict[str, Any]:
+def publish_cpu(publisher: Publisher, redis_pid: int, messages: int) -> dict[str, Any]:
     """Return the client's and Redis's CPU-ms per message of both publish paths."""
-    jobs = _jobs(svc, messages + WARMUP)
-    kombu = Publisher(
-        svc.celery, svc.store, svc.settings.model_copy(update={"broker_url": "amqp://kombu-path"})
-    )
+    celery = publisher.celery
+    jobs = _jobs(publisher.settings, messages + WARMUP)
+    kombu_settings = publisher.settings.model_copy(update={"broker_url": "amqp://kombu-path"})
+    kombu = Publisher(celery, kombu_settings, publisher.mark_published)
     try:
         return {
-            "lean": _measure(svc.publisher, jobs, redis_pid),
+            "lean": _measure(publisher, jobs, redis_pid),
             "kombu": _measure(kombu, jobs, redis_pid),
         }
     finally:
-        with svc.celery.connection_for_write() as conn:
+        with celery.connection_for_write() as conn:
             conn.default_channel.queue_purge(lane_of(jobs[0]))

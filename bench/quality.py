@@ -14,25 +14,29 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bench.context import deployment_services
 from bench.ngram import CharNgram
-from shared.config import get_settings
 from shared.models.tokenizers import Tokenizer
-from shared.services import build_services
+
+if TYPE_CHECKING:
+    from worker.model_cache import ModelCache  # Keras loads on first use, not at import
 
 TEXT_TARGET_OF_5GRAM = 0.9  # the model's bits/char at most this fraction of the 5-gram's
 IMAGE_TARGET_OF_REAL = 0.8  # generated confidence at least this fraction of real digits'
 
 
-def text_report(ref: str, max_chars: int, val_split: float, eval_chars: int) -> dict:
+def text_report(
+    cache: ModelCache, ref: str, max_chars: int, val_split: float, eval_chars: int
+) -> dict:
     """Return bits/char of the text model and of the n-gram baselines on the held-out tail."""
     from worker.handlers.text_train import builtin_corpus
     from worker.ml.text import bits_per_token, make_windows
-    from worker.model_cache import model_cache
 
-    loaded = model_cache(build_services(get_settings())).get(ref, "text")
+    loaded = cache.get(ref, "text")
     corpus = builtin_corpus()[:max_chars]
     cut = len(corpus) - round(len(corpus) * val_split)
     train_text, val_text = corpus[:cut], corpus[cut:][:eval_chars]
@@ -78,14 +82,13 @@ def _score(clf: object, x: np.ndarray) -> dict:
     }
 
 
-def image_report(ref: str, n: int) -> dict:
+def image_report(cache: ModelCache, ref: str, n: int) -> dict:
     """Return the digits classifier's scores on generated and on real digits."""
     from PIL import Image
 
     from worker.ml.image import generate_images
-    from worker.model_cache import model_cache
 
-    loaded = model_cache(build_services(get_settings())).get(ref, "image")
+    loaded = cache.get(ref, "image")
     clf, x_real, _ = _digits_classifier()
     images = generate_images(loaded.model, n, seed=123)
     gray = images.mean(axis=-1) if images.shape[-1] > 1 else images[..., 0]
@@ -115,7 +118,10 @@ def image_report(ref: str, n: int) -> dict:
 
 def main() -> None:
     """Print the quality report as JSON."""
-    settings = get_settings()
+    from worker.model_cache import model_cache
+
+    svc = deployment_services()
+    settings = svc.settings
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--text", default=settings.default_text_model)
     parser.add_argument("--image", default=settings.default_image_model)
@@ -124,11 +130,14 @@ def main() -> None:
     parser.add_argument("--eval-chars", type=int, default=50_000)
     parser.add_argument("--samples", type=int, default=500)
     args = parser.parse_args()
+    cache = model_cache(svc.registry, svc.artifacts, settings)
     report = {}
     if args.text:
-        report["text"] = text_report(args.text, args.max_chars, args.val_split, args.eval_chars)
+        report["text"] = text_report(
+            cache, args.text, args.max_chars, args.val_split, args.eval_chars
+        )
     if args.image:
-        report["image"] = image_report(args.image, args.samples)
+        report["image"] = image_report(cache, args.image, args.samples)
     print(json.dumps(report, indent=2))
 
 

@@ -24,9 +24,9 @@ from bench import (
     stream_rows,
     tenant_rows,
 )
-from bench.context import Bench, client_for
+from bench.context import Bench, client_for, migrated_services
 from bench.report import Report
-from bench.stack import ROOT, Stack, fresh_database, migrated_services, settings_values
+from bench.stack import ROOT, Stack, fresh_database, settings_values
 
 RESULTS_DIR = ROOT / "bench" / "results"
 BUSY_CORES = 0.2  # more than this busy before the run: something else shares the machine
@@ -61,14 +61,14 @@ def run(args: argparse.Namespace) -> Report:
     values = settings_values(workdir)
     svc = migrated_services(values)
     models = {
-        "small": register_text_model(svc, "bench-text", "small"),
-        "seed": register_text_model(svc, "bench-seed", "seed"),
-        "image": register_image_model(svc, "bench-image"),
+        "small": register_text_model(svc.artifacts, svc.registry, "bench-text", "small"),
+        "seed": register_text_model(svc.artifacts, svc.registry, "bench-seed", "seed"),
+        "image": register_image_model(svc.artifacts, svc.registry, "bench-image"),
     }
     stack = Stack(workdir, values)
     raw = {"workdir": str(workdir), "args": vars(args), "busy_cores_before": busy}
     report = Report(inprocess.machine(), raw=raw)
-    b = Bench(args, svc, stack, client_for(svc, stack.base_url, "bench"), report, models)
+    b = Bench(args, svc, stack, client_for(svc.keys, stack.base_url, "bench"), report, models)
     try:
         stack.start_api()
         # One request alone first: whatever a fresh API process sets up on its first request
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> Report:
         platform_rows.accept(b)
         tenant_rows.accept_with_keys(b)
         stack.start_generate()
-        load.wait_idle(svc)
+        load.wait_idle(svc.engine)
         stack.quiet()
         platform_rows.round_trips(b)
         platform_rows.batch_interference(b)

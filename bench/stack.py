@@ -26,7 +26,6 @@ from ops.processes import (
     worker_command,
 )
 from shared.config import Settings
-from shared.services import Services
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -104,16 +103,6 @@ def embedded_values(workdir: Path) -> dict[str, Any]:
         "broker_url": "filesystem://",
         "broker_dir": str(workdir / "broker"),
     }
-
-
-def migrated_services(values: dict[str, Any]) -> Services:
-    """Migrate the bench database and return services on the bench's settings."""
-    from shared import migrate
-    from shared.services import build_services
-
-    settings = Settings(**{**values, "plugins": [values["plugins"]]})
-    migrate.upgrade(settings)
-    return build_services(settings)
 
 
 def env_for(values: dict[str, Any], **extra: Any) -> dict[str, str]:
