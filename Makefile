@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 EXTRAS := worker,jax,monitor,dev
 JAX_TEST_DB ?= postgresql+psycopg://postgres@127.0.0.1:5432/test_jax
 OUTAGE_TEST_DB ?= postgresql+psycopg://postgres@127.0.0.1:5432/test_outage
+EMBEDDED_TEST_DB ?= postgresql+psycopg://postgres@127.0.0.1:5432/test_embedded
 
 .PHONY: install chromium run test test-ml-jax lint format bench clean
 
@@ -30,10 +31,12 @@ test: install ## Lint, then the whole suite (TensorFlow backend) beside the ML t
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	@# Two passes run beside the main one, each on a database, a Redis pair and a temporary
-	@# folder of its own. The outage tests hold their own servers down for minutes, so they
-	@# mostly wait. The ML tests on JAX run niced, so that they take only what the suite's
-	@# processes leave over: the whole suite mostly waits on its processes.
+	@# The suite runs as four passes side by side, each on a database, Redis pairs and a
+	@# temporary folder of its own: it mostly waits on its processes, so two cores carry them.
+	@# - main: everything on PostgreSQL and Redis, on two xdist workers (whole files each).
+	@# - embedded: the tests of the embedded defaults (SQLite, the filesystem broker).
+	@# - outage: its tests hold their own servers down for minutes, so they mostly wait.
+	@# - ML on JAX: niced, so that it takes only what the other passes leave over.
 	@mkdir -p var
 	KERAS_BACKEND=tensorflow TEST_DATABASE_URL=$(OUTAGE_TEST_DB) TEST_REDIS_DBS=10,11 \
 	  $(BIN)/python -m pytest -q -ra -m outage --durations=5 --basetemp=var/outage-tests \
@@ -42,12 +45,19 @@ test: install ## Lint, then the whole suite (TensorFlow backend) beside the ML t
 	KERAS_BACKEND=jax TEST_DATABASE_URL=$(JAX_TEST_DB) TEST_REDIS_DBS=12,13 \
 	  nice -n 15 $(BIN)/python -m pytest -q -ra -m ml --basetemp=var/jax-tests > var/jax-tests.log 2>&1 & \
 	jax=$$!; \
-	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q -ra --durations=40 -m "not outage"; tf=$$?; \
+	KERAS_BACKEND=tensorflow TEST_DATABASE_URL=$(EMBEDDED_TEST_DB) TEST_REDIS_DBS=8,9 \
+	  $(BIN)/python -m pytest -q -ra -m "not outage" -k embedded --durations=10 \
+	  --basetemp=var/embedded-tests > var/embedded-tests.log 2>&1 & \
+	embedded=$$!; \
+	KERAS_BACKEND=tensorflow TEST_REDIS_DBS=14,15,6,7 $(BIN)/python -m pytest -q -ra --durations=40 \
+	  -m "not outage" -k "not embedded" -n 2 --dist loadfile; tf=$$?; \
+	wait $$embedded; em=$$?; \
 	wait $$outage; ot=$$?; \
 	wait $$jax; jx=$$?; \
+	echo "--- Embedded-default tests (var/embedded-tests.log) ---"; cat var/embedded-tests.log; \
 	echo "--- Outage tests (var/outage-tests.log) ---"; cat var/outage-tests.log; \
 	echo "--- ML tests on JAX (var/jax-tests.log) ---"; cat var/jax-tests.log; \
-	test $$tf -eq 0 && test $$ot -eq 0 && test $$jx -eq 0
+	test $$tf -eq 0 && test $$em -eq 0 && test $$ot -eq 0 && test $$jx -eq 0
 
 lint: install ## Ruff, and the import layers (pyproject.toml's [tool.importlinter]).
 	$(BIN)/ruff check .

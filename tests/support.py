@@ -23,10 +23,18 @@ from shared.tenants.keys import USER_SCOPES
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_PATH = ROOT / "docker-compose.yml"
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# Under pytest-xdist each worker ("gw0", "gw1", ...) is a test run of its own: the first keeps
+# the database it is given, the others take one beside it, and each its own Redis pair.
+XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+_PG_BASE = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = f"{_PG_BASE}_gw{XDIST_WORKER}" if XDIST_WORKER else _PG_BASE
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-# Two Redis databases (broker, status cache); another pair lets two test runs share one server.
-BROKER_DB, CACHE_DB = (int(x) for x in os.environ.get("TEST_REDIS_DBS", "14,15").split(","))
+# Redis databases in pairs (broker, status cache), one pair per xdist worker ("14,15,8,9"):
+# another pair lets two test runs share one server.
+_REDIS_DBS = [int(x) for x in os.environ.get("TEST_REDIS_DBS", "14,15").split(",")]
+if len(_REDIS_DBS) < 2 * XDIST_WORKER + 2:
+    raise RuntimeError(f"TEST_REDIS_DBS needs a pair of databases per xdist worker: {_REDIS_DBS}")
+BROKER_DB, CACHE_DB = _REDIS_DBS[2 * XDIST_WORKER : 2 * XDIST_WORKER + 2]
 # What the suite's own client may do: everything a user does, nothing an admin does.
 
 
