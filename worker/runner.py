@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -101,6 +103,7 @@ def _claim_and_run(
         # This worker is shutting down: the reconciler publishes the jobs again, for another.
         ports.store.defer(job_ids, 0.0)
         return dict.fromkeys(job_ids, Outcome.DEFERRED), []
+    _preload(job_ids, ports)
     settings = ports.settings
     jobs = ports.store.claim(
         job_ids,
@@ -120,6 +123,22 @@ def _claim_and_run(
     if len(contexts) > 1 and job_type.chunk_handler:
         return _run_chunk(contexts, job_type, ports), contexts
     return _run_side_by_side(contexts, ports), contexts
+
+
+def _preload(job_ids: list[uuid.UUID], ports: Ports) -> None:
+    """Import what these jobs' handlers need before they are claimed (``JobType.preload``).
+
+    Their messages are held meanwhile, so the reconciler does not take them for lost. Once every
+    type's modules are imported (a warm worker), this costs nothing, not even the read of types.
+    """
+    missing = {m for t in jobtypes.all_types() for m in t.preload if m not in sys.modules}
+    if not missing:
+        return
+    wanted = {m for t in ports.store.types_of(job_ids) for m in jobtypes.get(t).preload}
+    if wanted & missing:
+        with keeper_of_process(ports.store, ports.settings).holding(job_ids):
+            for module in sorted(wanted & missing):
+                importlib.import_module(module)
 
 
 def _run_chunk(

@@ -36,6 +36,10 @@ class JobType:
     memory_mb: Callable[[Any], float] | None = None
     # Runs a chunk of batch items in one call: (contexts, params) -> a result or error each.
     chunk_handler: str | None = None
+    # Modules its handler imports whose first import is slow (Keras: up to a minute on a busy
+    # machine, much of it holding the GIL): the worker imports them before it claims the job, so
+    # that the lease keeper, starved meanwhile, is not yet keeping the job's lease.
+    preload: tuple[str, ...] = ()
 
     def limit_s(self, settings: Settings) -> float:
         """Return the seconds one attempt of this type may run."""
@@ -53,6 +57,7 @@ class JobType:
 
 
 _REGISTRY: dict[str, JobType] = {}
+KERAS = ("keras",)  # what the built-in model job types preload
 
 
 def register(job_type: JobType) -> JobType:
@@ -101,6 +106,7 @@ def _register_builtin() -> None:
             model="required",
             model_kind="text",
             chunk_handler="worker.handlers.text:generate_chunk",
+            preload=KERAS,
         )
     )
     register(
@@ -112,6 +118,7 @@ def _register_builtin() -> None:
             model="required",
             model_kind="image",
             chunk_handler="worker.handlers.image:generate_chunk",
+            preload=KERAS,
         )
     )
     register(
@@ -123,6 +130,7 @@ def _register_builtin() -> None:
             model="target",
             model_kind="text",
             memory_mb=text_train_mb,
+            preload=KERAS,
         )
     )
     register(
@@ -134,6 +142,7 @@ def _register_builtin() -> None:
             model="target",
             model_kind="image",
             memory_mb=image_train_mb,
+            preload=KERAS,
         )
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -102,6 +103,11 @@ class JobReads:
         page, more = rows[:limit], len(rows) > limit
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
         return page, next_cursor
+
+    def types_of(self, job_ids: Sequence[uuid.UUID]) -> set[str]:
+        """Return the job types among these jobs."""
+        with self.sessions() as session:
+            return set(session.scalars(select(Job.type).where(Job.id.in_(job_ids)).distinct()))
 
     def unclaimed(self, job_ids: list[uuid.UUID]) -> list[Any]:
         """Return (id, solo) of the jobs among these that a claim left queued though due."""

@@ -35,6 +35,15 @@ def test_sigkill_during_a_job_reruns_it_once(stack: Stack) -> None:
     assert len(stack.effects(job["id"], "done")) == 1
 
 
+def test_a_slow_first_import_does_not_cost_the_job_its_lease(stack: Stack) -> None:
+    # Its handler's module holds the GIL for longer than the lease as it is imported, as Keras's
+    # first import can. Imported on the job's lease, the lease keeper could not renew it: the
+    # reconciler would rescue the job, and each attempt (a fresh train process) would be lost.
+    job = stack.api.wait(stack.api.submit("test.heavy_import")["id"], timeout_s=120)
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 1 and not job["errors"], job
+
+
 def test_a_job_that_always_kills_its_worker_fails_as_worker_lost(stack: Stack) -> None:
     # Two attempts, not the stack's three: each one kills the worker, which then restarts.
     (row,) = stack.services.store.create(
