@@ -159,6 +159,7 @@ def test_a_running_training_job_is_canceled_from_its_page(console: Console, user
     expect(status).to_contain_text("canceled", timeout=JOB_END_MS)
     expect(console.page.get_by_role("button", name="Cancel")).to_be_hidden()
     console.shot("training-canceled")
+    assert user.get("/v1/models/browser-canceled").status_code == 404  # no version registered
 
 
 def test_a_batch_page_shows_its_counts_and_downloads_its_results(
