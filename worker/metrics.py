@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from shared.delivery import lanes
 
@@ -31,6 +31,7 @@ PASS_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 PASS_ROWS_NAME = "aigc_model_pass_rows"
 PASS_COMPUTE_NAME = "aigc_model_pass_seconds"
 PASS_WAIT_NAME = "aigc_model_pass_wait_seconds"
+DUTY_NAME = "aigc_model_duty_cycle"  # read back, by model, into the fleet announcement
 
 ATTEMPTS = Counter(
     "aigc_jobs_finished_total",
@@ -68,6 +69,13 @@ PASS_WAIT = Histogram(
     "(gathering company for the batch), by model kind.",
     ["kind"],
     buckets=PASS_BUCKETS_S,
+)
+DUTY = Gauge(
+    DUTY_NAME,
+    "Share of the last minute a loaded model's owner thread spent inside forward passes: the "
+    "device's duty cycle, what a GPU operator scales on. By model kind and model version.",
+    ["kind", "model"],
+    multiprocess_mode="livemax",  # one process owns a model; a dead one's value is dropped
 )
 TOKENS = Counter("aigc_generated_tokens_total", "Tokens generated; its rate is tokens/s.")
 IMAGES = Counter("aigc_generated_images_total", "Images generated; its rate is images/s.")
@@ -108,3 +116,8 @@ def model_pass(kind: str, rows: int, wait_s: float, compute_s: float) -> None:
     PASS_ROWS.labels(kind).observe(rows)
     PASS_WAIT.labels(kind).observe(wait_s)
     PASS_COMPUTE.labels(kind).observe(compute_s)
+
+
+def duty_cycle(kind: str, model: str, share: float) -> None:
+    """Set a loaded model's duty cycle (its owner thread's busy share of the recent past)."""
+    DUTY.labels(kind, model).set(share)

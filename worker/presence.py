@@ -18,7 +18,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from shared.config import Settings
 from shared.db import utcnow
-from shared.observe.export import exposed_registry, sample_total, serve
+from shared.observe.export import exposed_registry, sample_total, samples_by, serve
 from shared.observe.fleet import Announcement, PassTotals, Presence
 from worker import metrics
 
@@ -64,6 +64,7 @@ def _announce_forever(
                     running=running(),
                     last_seen=utcnow(),
                     batching=pass_totals(registry),
+                    duty_cycle=samples_by(registry, metrics.DUTY_NAME, "model"),
                 )
             )
             failing = False

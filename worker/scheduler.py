@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 _STOP = object()
 LONE_CHUNK_STEPS = 256
 STREAM_CHUNK_STEPS = 64  # a lone streaming request's text arrives at least this often (tokens)
+DUTY_WINDOW_S = 60.0  # the duty cycle's window: the rate window of a typical dashboard
+IDLE_TICK_S = 1.0  # an idle owner thread wakes this often to let its duty cycle fall
 
 
 @dataclass
@@ -135,16 +137,50 @@ class Backlog:
         return iter((*self._interactive, *self._bulk))
 
 
+class DutyCycle:
+    """The share of the last ``window_s`` seconds spent inside forward passes.
+
+    Measured from when the model was loaded, until a whole window has passed: a model that has
+    just loaded and run flat out is at 1, not at the share of a window it has been alive. Passes
+    never overlap (one owner thread), so only the oldest one kept can straddle the window's
+    start, and a running total keeps each update O(1).
+    """
+
+    def __init__(self, window_s: float = DUTY_WINDOW_S, now: float | None = None) -> None:
+        self.window_s = window_s
+        self.born = time.perf_counter() if now is None else now
+        self._passes: deque[tuple[float, float]] = deque()
+        self._busy = 0.0
+
+    def add(self, started: float, ended: float) -> None:
+        """Count one pass, from ``started`` to ``ended`` (perf_counter seconds)."""
+        self._passes.append((started, ended))
+        self._busy += ended - started
+
+    def share(self, now: float) -> float:
+        """Return the busy share of the window ending at ``now``, dropping older passes."""
+        since = max(now - self.window_s, self.born)
+        while self._passes and self._passes[0][1] <= since:
+            started, ended = self._passes.popleft()
+            self._busy -= ended - started
+        if now <= since:
+            return 0.0
+        cut = max(since - self._passes[0][0], 0.0) if self._passes else 0.0
+        return min(max((self._busy - cut) / (now - since), 0.0), 1.0)
+
+
 @dataclass
 class BatchStats:
     """What the scheduler did: forward passes, rows per pass, time per pass (and as metrics)."""
 
     kind: str
+    model: str = ""  # the loaded version's ref ("small:1"), the duty cycle's label
     calls: int = 0
     parked: int = 0  # batch rows that gave their slot to an interactive request
     rows: list[int] = field(default_factory=list)
     compute_s: float = 0.0
     last_end: float = 0.0  # when the last pass ended (perf_counter)
+    duty: DutyCycle = field(default_factory=DutyCycle)
 
     def record(self, rows: int, started: float, ended: float, oldest: float) -> None:
         """Add one forward pass (bounded history); ``oldest``: when its oldest row arrived.
@@ -160,6 +196,14 @@ class BatchStats:
             self.kind, rows, max(started - max(self.last_end, oldest), 0.0), ended - started
         )
         self.last_end = ended
+        self.duty.add(started, ended)
+        self.refresh(ended)
+
+    def refresh(self, now: float | None = None) -> None:
+        """Publish the duty cycle as of ``now`` (also while idle, so that it falls to 0)."""
+        if self.model:
+            share = self.duty.share(time.perf_counter() if now is None else now)
+            metrics.duty_cycle(self.kind, self.model, share)
 
 
 class _Owner:
@@ -169,9 +213,9 @@ class _Owner:
     at once with a retryable error instead of waiting on a thread that is gone.
     """
 
-    def __init__(self, name: str, kind: str) -> None:
+    def __init__(self, name: str, kind: str, model: str) -> None:
         self.inbox: queue.Queue[Any] = queue.Queue()
-        self.stats = BatchStats(kind)
+        self.stats = BatchStats(kind, model)
         self.closed = False
         self._closing = threading.Lock()  # no request can slip in behind the stop marker
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -182,6 +226,8 @@ class _Owner:
         with self._closing:
             self.closed = True
             self.inbox.put(_STOP)
+        if self.stats.model:
+            metrics.duty_cycle(self.stats.kind, self.stats.model, 0.0)  # evicted: idle now
 
     def _accept(self, request: Any) -> Future:
         with self._closing:
@@ -191,9 +237,13 @@ class _Owner:
         return request.future
 
     def _take(self, block: bool, timeout: float | None = None) -> Any:
+        idle = block and timeout is None
         try:
-            return self.inbox.get(block=block, timeout=timeout)
+            # Idle, it wakes each IDLE_TICK_S (None comes back, and the loop waits again).
+            return self.inbox.get(block=block, timeout=IDLE_TICK_S if idle else timeout)
         except queue.Empty:
+            if idle:
+                self.stats.refresh()
             return None
 
     def _loop(self) -> None:  # pragma: no cover - overridden
@@ -203,14 +253,14 @@ class _Owner:
 class TextScheduler(_Owner):
     """Continuous batching of text requests over a ``TextGenerator``."""
 
-    def __init__(self, generator: Any, max_batch: int, chunk_steps: int) -> None:
+    def __init__(self, generator: Any, max_batch: int, chunk_steps: int, model: str = "") -> None:
         self.gen = generator
         self.max_batch = max_batch
         self.chunk_steps = chunk_steps
         self.backlog = Backlog()
         self.active: dict[int, TextRequest] = {}
         self.state: Any = None
-        super().__init__("aigc-text-scheduler", "text")
+        super().__init__("aigc-text-scheduler", "text", model)
 
     def submit(self, request: TextRequest) -> Future:
         """Queue a request; its future yields the generated token ids."""
@@ -345,14 +395,14 @@ def _report(req: TextRequest, gen: Any, state: Any, slot: int) -> None:
 class ImageScheduler(_Owner):
     """Groups image requests into forward passes of up to ``max_batch`` images."""
 
-    def __init__(self, generator: Any, max_batch: int, max_wait_s: float) -> None:
+    def __init__(self, generator: Any, max_batch: int, max_wait_s: float, model: str = "") -> None:
         self.generator = generator
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.latent_dim = int(generator.inputs[0].shape[-1])
         self.waiting = Backlog()
         self._stopping = False
-        super().__init__("aigc-image-scheduler", "image")
+        super().__init__("aigc-image-scheduler", "image", model)
 
     def submit(self, request: ImageRequest) -> Future:
         """Queue a request; its future yields ``n`` uint8 images."""
@@ -436,11 +486,19 @@ class ImageScheduler(_Owner):
 
 def text_scheduler(loaded: Any, settings: Settings) -> TextScheduler:
     """Return the scheduler of a loaded text model (the text kind's scheduler factory)."""
-    return TextScheduler(loaded.generator, settings.generate_max_batch, settings.decode_chunk_steps)
+    return TextScheduler(
+        loaded.generator,
+        settings.generate_max_batch,
+        settings.decode_chunk_steps,
+        loaded.resolved.ref,
+    )
 
 
 def image_scheduler(loaded: Any, settings: Settings) -> ImageScheduler:
     """Return the scheduler of a loaded image model (the image kind's scheduler factory)."""
     return ImageScheduler(
-        loaded.model, settings.generate_max_batch, settings.generate_max_wait_ms / 1000
+        loaded.model,
+        settings.generate_max_batch,
+        settings.generate_max_wait_ms / 1000,
+        loaded.resolved.ref,
     )

@@ -87,6 +87,16 @@ def serve(settings: Settings, registry: CollectorRegistry) -> bool:
     return True
 
 
+def samples_by(registry: CollectorRegistry, name: str, label: str) -> dict[str, float]:
+    """Return each value of ``label`` with its sample called ``name`` in the registry."""
+    return {
+        sample.labels[label]: sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == name and label in sample.labels
+    }
+
+
 def sample_total(registry: CollectorRegistry, name: str) -> float:
     """Return the sum of every sample called ``name`` (all label values) in the registry."""
     return sum(

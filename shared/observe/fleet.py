@@ -13,7 +13,7 @@ import os
 from datetime import datetime, timedelta
 
 import redis
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from shared.config import Settings
 from shared.db import utcnow
@@ -44,16 +44,22 @@ class Announcement(BaseModel):
     running: int
     last_seen: datetime
     batching: PassTotals = PassTotals()
+    # Each loaded model's duty cycle: the share of the last minute spent in its forward passes.
+    duty_cycle: dict[str, float] = {}
 
 
 class FleetWorker(BaseModel):
-    """A live worker: its node name, the queues it reads, and the jobs it runs now."""
+    """A live worker: its name, the queues it reads, the jobs it runs now, its models' duty."""
 
     name: str
     queues: list[str]
     pid: int | None
     running: int
     last_seen: datetime
+    duty_cycle: dict[str, float] = Field(
+        description="Per loaded model (name:version): the share of the last minute its device "
+        "spent in forward passes."
+    )
 
 
 class FleetLane(BaseModel):

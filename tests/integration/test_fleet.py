@@ -16,7 +16,14 @@ from tests.support import wait_for
 pytestmark = pytest.mark.integration
 
 SHAPE = {
-    "workers": {"name": str, "queues": list, "pid": int, "running": int, "last_seen": str},
+    "workers": {
+        "name": str,
+        "queues": list,
+        "pid": int,
+        "running": int,
+        "last_seen": str,
+        "duty_cycle": dict,
+    },
     "lanes": {"name": str, "broker_messages": int, "waiting_rows": int},
     "tenants": {"tenant": str, "waiting_rows": int, "running": int},
 }

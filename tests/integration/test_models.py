@@ -68,6 +68,14 @@ def test_text_model_trains_registers_and_generates(stack: Stack, text_model: str
     assert _generate_text(stack, "tiny-text:1", seed=7)["text"] == first["text"]
     others = {_generate_text(stack, "tiny-text", seed=s)["text"] for s in (1, 2, 3)}
     assert len(others | {first["text"]}) > 1
+    # The worker that ran them tells the fleet its model's duty cycle: busy, within a minute.
+    admin = stack.client("duty-admin", [ADMIN])
+
+    def duty() -> float | None:
+        workers = admin.get("/v1/fleet").json()["workers"]
+        return max((w["duty_cycle"].get(text_model, 0.0) for w in workers), default=None)
+
+    assert 0 < wait_for(duty, 30, 0.2, "the model's duty cycle in the fleet") <= 1
 
 
 def test_generated_text_streams_and_adds_up_to_the_result(stack: Stack, text_model: str) -> None:

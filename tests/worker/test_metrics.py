@@ -1,4 +1,4 @@
-"""The worker's pass metrics: rows, the wait before a pass, its compute, and their buckets."""
+"""The worker's pass metrics: rows, the wait before a pass, its compute, their buckets, the duty."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 import pytest
 from prometheus_client import REGISTRY
 
-from worker.scheduler import BatchStats
+from worker.scheduler import BatchStats, DutyCycle
 
 # The contract in docs/deployment.md (the dashboard's quantiles are read from these bounds),
 # written out here rather than read from the constants that build the histograms.
@@ -46,3 +46,23 @@ def test_the_pass_histograms_have_the_documented_buckets() -> None:
             if sample.name == f"{name}_bucket" and sample.labels.get("kind") == kind
         }
         assert bounds == {*buckets, float("inf")}, name
+
+
+def test_the_duty_cycle_is_the_busy_share_of_the_last_window() -> None:
+    duty = DutyCycle(window_s=10.0, now=0.0)
+    duty.add(1.0, 3.0)
+    assert duty.share(4.0) == pytest.approx(0.5)  # 2 s busy of the 4 s since it was loaded
+    duty.add(5.0, 9.0)
+    assert duty.share(10.0) == pytest.approx(0.6)  # a whole window now: 6 s of 10
+    assert duty.share(12.0) == pytest.approx(0.5)  # the first pass half out of the window
+    assert duty.share(13.0) == pytest.approx(0.4)  # and wholly out
+    assert duty.share(30.0) == 0.0  # idle a whole window
+
+
+def test_the_duty_cycle_is_published_by_model() -> None:
+    kind = f"test-{uuid.uuid4().hex[:8]}"
+    stats = BatchStats(kind, "small:3", duty=DutyCycle(window_s=10.0, now=0.0))
+    stats.record(8, started=0.0, ended=1.0, oldest=0.0)
+    assert _value("aigc_model_duty_cycle", kind, model="small:3") == pytest.approx(1.0)
+    stats.refresh(now=4.0)  # idle since: 1 s busy of 4
+    assert _value("aigc_model_duty_cycle", kind, model="small:3") == pytest.approx(0.25)

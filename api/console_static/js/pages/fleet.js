@@ -28,6 +28,13 @@ export async function render(main, { signal }) {
   );
 }
 
+// A worker's loaded models, each with the share of the last minute its device spent in passes.
+function dutyCycle(models) {
+  const entries = Object.entries(models || {});
+  if (!entries.length) return "—";
+  return entries.map(([model, share]) => `${model} ${Math.round(share * 100)}%`).join(", ");
+}
+
 function fleetView(fleet) {
   const b = fleet.batching;
   return [
@@ -38,6 +45,7 @@ function fleetView(fleet) {
         Queues: (w) => w.queues.join(", "),
         PID: (w) => num(w.pid),
         Running: (w) => num(w.running),
+        "Device duty (last minute)": (w) => dutyCycle(w.duty_cycle),
         "Last seen": (w) => when(w.last_seen),
       },
       fleet.workers,
