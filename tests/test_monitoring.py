@@ -23,6 +23,7 @@ DASHBOARD_MUST_QUERY = {
     "aigc_job_run_seconds_bucket",
     "aigc_jobs_finished_total",
     "aigc_model_pass_rows_sum",
+    "aigc_model_duty_cycle",
     "aigc_generated_tokens_total",
     "aigc_generated_images_total",
     "aigc_model_cache_hits_total",
