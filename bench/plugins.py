@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.accel import AccelParams
 from shared.jobs.jobtypes import JobType, register
 from shared.jobs.params import Params, TextGenerateParams
 from worker.context import JobContext
@@ -37,6 +38,15 @@ def _naive(loaded: Any, params: TextGenerateParams) -> dict[str, Any]:
 
 
 register(JobType("bench.noop", Params, "generate", "bench.plugins:noop"))
+register(
+    JobType(
+        "bench.accel",
+        AccelParams,
+        "generate",
+        "bench.accel:accel",
+        chunk_handler="bench.accel:accel_chunk",
+    )
+)
 register(
     JobType(
         "bench.naive_text",

@@ -3,7 +3,8 @@
 Every row is a ratio to a ceiling or baseline measured in the same run, on this machine, and
 every end-to-end measure also reports CPU-milliseconds per job per component (``bench.cpu``).
 Rows 1-11 are numbered as in issue 9, 12-14 are issue 10's (tenants) and 15-16 issue 11's
-(streams); rows from earlier issues keep their targets, marked so.
+(streams), 17 issue 20's (a simulated accelerator); rows from earlier issues keep their
+targets, marked so.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 from bench import (
+    accel_rows,
     cpu,
     embedded_rows,
     inprocess,
@@ -46,6 +48,7 @@ COUNTS = (
     "naive_jobs",
     "tenant_items",
     "stream_jobs",
+    "accel_items",
 )
 
 
@@ -101,6 +104,7 @@ def run(args: argparse.Namespace) -> Report:
         svc.close()
     # After the servers' stack is gone, so that none of its processes shares the cores.
     embedded_rows.interference(b)
+    accel_rows.simulated(b)
     return report
 
 
@@ -129,6 +133,7 @@ def main() -> None:
     parser.add_argument("--naive-jobs", type=int, default=16)
     parser.add_argument("--tenant-items", type=int, default=2000, help="items per tenant, row 12")
     parser.add_argument("--stream-jobs", type=int, default=256, help="jobs per measure, row 16")
+    parser.add_argument("--accel-items", type=int, default=20_000, help="items per batch, row 17")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink counts for a smoke run")
     args = _scaled(parser.parse_args())
     started = time.monotonic()
