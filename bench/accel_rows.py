@@ -17,9 +17,9 @@ from typing import Any
 
 from bench import cpu, e2e
 from bench.accel import ITEM_TOKENS, pass_seconds
-from bench.context import Bench, client_for, migrated_services
+from bench.context import Bench, client_for, serving_stack
 from bench.report import Report, Target
-from bench.stack import Stack, fresh_database, settings_values
+from bench.stack import fresh_database, settings_values
 
 ACCEL = "bench.accel"
 BATCHES = (64, 1024)  # the model batches: a target at 64, the figure at 1,024
@@ -31,22 +31,13 @@ def measure(rows: int, items: int) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"aigc-bench-accel{rows}-"))
     fresh_database()
     values = {**settings_values(workdir), "batch_chunk_size": rows}
-    svc = migrated_services(values)
-    stack = Stack(workdir, values)
-    try:
-        stack.start_api()
-        stack.start_reconciler()
-        stack.start_generate()
-        stack.quiet()
+    with serving_stack(workdir, values) as (svc, stack):
         client = client_for(svc.keys, stack.base_url, "bench")
         e2e.run_batch(client, ACCEL, None, [{}] * rows)  # warm: first imports, pools, keys
         platform = stack.roots(*stack.servers, api="api", worker="gen", reconciler="reconciler")
         with cpu.Meter(platform) as meter:
             ran = e2e.run_batch(client, ACCEL, None, [{}] * items)
         results = e2e.batch_results(client, ran["id"])
-    finally:
-        stack.close()
-        svc.close()
     return {"rows": rows, **ran, **duty(results), "cpu": meter.per_job(items)}
 
 

@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.context import client_for, migrated_services
+from bench.context import client_for, serving_stack
 from bench.e2e import Client
-from bench.stack import Stack, fresh_database, settings_values
+from bench.stack import fresh_database, settings_values
 from shared.jobs.status import BATCH_TERMINAL
 
 
@@ -27,16 +27,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="aigc-batch50k-"))
     fresh_database()
     values = settings_values(workdir)
-    svc = migrated_services(values)
-    stack = Stack(workdir, values)
-    try:
-        stack.start_api()
-        stack.start_generate()
-        stack.start_reconciler()
+    with serving_stack(workdir, values) as (svc, stack):
         print(json.dumps(run(client_for(svc.keys, stack.base_url, "bench"), args.items), indent=2))
-    finally:
-        stack.close()
-        svc.close()
 
 
 def run(client: Client, items: int) -> dict[str, object]:

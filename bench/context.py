@@ -8,7 +8,10 @@ sections take the parts they use (``celery``, ``engine``, ``publisher``, ``artif
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench import e2e
@@ -28,6 +31,22 @@ def migrated_services(values: dict[str, Any]) -> Services:
     settings = Settings(**{**values, "plugins": [values["plugins"]]})
     migrate.upgrade(settings)
     return build_services(settings)
+
+
+@contextmanager
+def serving_stack(workdir: Path, values: dict[str, Any]) -> Iterator[tuple[Services, Stack]]:
+    """Migrate, then run an API, a reconciler and a generate worker, warm; stop them after."""
+    svc = migrated_services(values)
+    stack = Stack(workdir, values)
+    try:
+        stack.start_api()
+        stack.start_reconciler()
+        stack.start_generate()
+        stack.quiet()
+        yield svc, stack
+    finally:
+        stack.close()
+        svc.close()
 
 
 def deployment_services() -> Services:
