@@ -15,10 +15,17 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client.registry import CollectorRegistry
+from prometheus_client.samples import Sample
 
 from shared.config import Settings
 from shared.db import utcnow
-from shared.observe.export import exposed_registry, sample_total, samples_by, serve
+from shared.observe.export import (
+    collect_samples,
+    exposed_registry,
+    sample_total,
+    samples_by,
+    serve,
+)
 from shared.observe.fleet import Announcement, PassTotals, Presence
 from worker import metrics
 
@@ -56,6 +63,7 @@ def _announce_forever(
     failing = False
     while True:
         try:
+            samples = collect_samples(registry)  # once: a multiprocess read opens every file
             presence.announce(
                 Announcement(
                     name=name,
@@ -63,8 +71,8 @@ def _announce_forever(
                     pid=os.getpid(),
                     running=running(),
                     last_seen=utcnow(),
-                    batching=pass_totals(registry),
-                    duty_cycle=samples_by(registry, metrics.DUTY_NAME, "model"),
+                    batching=pass_totals(samples),
+                    duty_cycle=samples_by(samples, metrics.DUTY_NAME, "model"),
                 )
             )
             failing = False
@@ -75,11 +83,11 @@ def _announce_forever(
         time.sleep(every_s)
 
 
-def pass_totals(registry: CollectorRegistry) -> PassTotals:
+def pass_totals(samples: list[Sample]) -> PassTotals:
     """Return the worker's forward passes so far, as its metrics count them."""
     return PassTotals(
-        passes=int(sample_total(registry, f"{metrics.PASS_ROWS_NAME}_count")),
-        rows=sample_total(registry, f"{metrics.PASS_ROWS_NAME}_sum"),
-        wait_s=sample_total(registry, f"{metrics.PASS_WAIT_NAME}_sum"),
-        compute_s=sample_total(registry, f"{metrics.PASS_COMPUTE_NAME}_sum"),
+        passes=int(sample_total(samples, f"{metrics.PASS_ROWS_NAME}_count")),
+        rows=sample_total(samples, f"{metrics.PASS_ROWS_NAME}_sum"),
+        wait_s=sample_total(samples, f"{metrics.PASS_WAIT_NAME}_sum"),
+        compute_s=sample_total(samples, f"{metrics.PASS_COMPUTE_NAME}_sum"),
     )

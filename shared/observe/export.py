@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Sample
 
 from shared.config import Settings
 
@@ -87,21 +89,16 @@ def serve(settings: Settings, registry: CollectorRegistry) -> bool:
     return True
 
 
-def samples_by(registry: CollectorRegistry, name: str, label: str) -> dict[str, float]:
-    """Return each value of ``label`` with its sample called ``name`` in the registry."""
-    return {
-        sample.labels[label]: sample.value
-        for family in registry.collect()
-        for sample in family.samples
-        if sample.name == name and label in sample.labels
-    }
+def collect_samples(registry: CollectorRegistry) -> list[Sample]:
+    """Return every sample in the registry, read once (multiprocess: one pass over the files)."""
+    return [sample for family in registry.collect() for sample in family.samples]
 
 
-def sample_total(registry: CollectorRegistry, name: str) -> float:
-    """Return the sum of every sample called ``name`` (all label values) in the registry."""
-    return sum(
-        sample.value
-        for family in registry.collect()
-        for sample in family.samples
-        if sample.name == name
-    )
+def samples_by(samples: Iterable[Sample], name: str, label: str) -> dict[str, float]:
+    """Return each value of ``label`` with its sample called ``name``."""
+    return {s.labels[label]: s.value for s in samples if s.name == name and label in s.labels}
+
+
+def sample_total(samples: Iterable[Sample], name: str) -> float:
+    """Return the sum of every sample called ``name`` (all label values)."""
+    return sum(s.value for s in samples if s.name == name)
