@@ -34,8 +34,7 @@ def measure(rows: int, items: int) -> dict[str, Any]:
     with serving_stack(workdir, values) as (svc, stack):
         client = client_for(svc.keys, stack.base_url, "bench")
         e2e.run_batch(client, ACCEL, None, [{}] * rows)  # warm: first imports, pools, keys
-        platform = stack.roots(*stack.servers, api="api", worker="gen", reconciler="reconciler")
-        with cpu.Meter(platform) as meter:
+        with cpu.Meter(stack.platform()) as meter:
             ran = e2e.run_batch(client, ACCEL, None, [{}] * items)
         results = e2e.batch_results(client, ran["id"])
     return {"rows": rows, **ran, **duty(results), "cpu": meter.per_job(items)}

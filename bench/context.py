@@ -77,6 +77,4 @@ class Bench:
 
     def platform(self) -> dict[str, int]:
         """Return the roots of every platform process: API, worker, reconciler and servers."""
-        return self.stack.roots(
-            *self.stack.servers, api="api", worker="gen", reconciler="reconciler"
-        )
+        return self.stack.platform()

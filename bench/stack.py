@@ -212,6 +212,10 @@ class Stack:
         for name in list(self.children):
             self.stop(name)
 
+    def platform(self) -> dict[str, int]:
+        """Return the roots of every platform process: API, worker, reconciler and servers."""
+        return self.roots(*self.servers, api="api", worker="gen", reconciler="reconciler")
+
     def roots(self, *servers: str, **processes: str) -> dict[str, int]:
         """Return component -> root pid for the named servers and children (``worker="gen"``)."""
         pids = {comp: self.children[name].pid for comp, name in processes.items()}
