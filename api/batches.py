@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
@@ -12,13 +13,15 @@ from api import admission, deadline, deps, streams
 from api.auth import owned, principal, requires
 from api.idempotency import idempotent, pending
 from api.metrics import accepted
-from api.requests import json_body, path_uuid
+from api.requests import json_body, path_uuid, query
 from shared.delivery import pacer
 from shared.errors import InputError
 from shared.jobs.batches import (
-    MAX_BYTES,
+    MAX_JSON_BYTES,
     BatchCreate,
+    BatchesQuery,
     batch_owner,
+    batch_page,
     batch_status,
     batch_submission,
     batch_view,
@@ -35,9 +38,14 @@ from shared.tenants.keys import JOBS_READ, JOBS_WRITE
 bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
 
 
+JSONL_TYPES = ("application/x-ndjson", "application/jsonl")
+READ_BUFFER = 1024 * 1024
+
+
 @bp.before_request
 def _allow_large_batches() -> None:
-    request.max_content_length = MAX_BYTES
+    jsonl = request.mimetype in JSONL_TYPES or request.mimetype == "multipart/form-data"
+    request.max_content_length = deps.settings().batch_max_bytes if jsonl else MAX_JSON_BYTES
     if request.method == "POST":
         deadline.extend(deps.settings().api_upload_timeout_s)
 
@@ -46,15 +54,24 @@ def _allow_large_batches() -> None:
 @requires(JOBS_WRITE)
 @idempotent
 def create_batch() -> tuple[Response, int, dict[str, str]]:
-    """Accept a batch as JSON or as a JSONL upload; validate all items before storing any."""
+    """Accept a batch as JSON, a JSONL body or a JSONL upload; validate all items, then store.
+
+    A JSONL body is read as it arrives (its options in the query string), a multipart upload
+    from the file the server spooled it to: the API never holds a whole batch in memory.
+    """
     who, settings, sessions = principal(), deps.settings(), deps.sessions()
-    if request.files:
+    items: Iterable[dict[str, Any]]
+    if request.mimetype in JSONL_TYPES:
+        type_, model, hook = _options(request.args)
+        # Werkzeug's body stream reads a line a byte at a time; a buffer reads it in blocks.
+        body = io.BufferedReader(request.stream, READ_BUFFER)  # type: ignore[arg-type]
+        items = parse_jsonl(body, settings.max_body_bytes)
+    elif request.files:
         upload = request.files.get("file")
         if upload is None:
             raise InputError("send the JSONL as a multipart field named 'file'", field="file")
-        type_, model = request.form.get("type", ""), request.form.get("model") or None
-        hook = parse_model(WebhookRequest, _webhook_form(), "")
-        items: Iterable[dict[str, Any]] = parse_jsonl(upload.stream, settings.max_body_bytes)
+        type_, model, hook = _options(request.form)
+        items = parse_jsonl(upload.stream, settings.max_body_bytes)
     else:
         body = json_body(BatchCreate)
         type_, model, items, hook = body.type, body.model, body.items, body
@@ -68,6 +85,7 @@ def create_batch() -> tuple[Response, int, dict[str, str]]:
         items,
         settings=settings,
         check_model=submission_check(deps.registry(), sessions, who),
+        max_items=settings.batch_max_items,
         store=deps.store(),
         fill=lambda tenant_id: pacer.fill(sessions, publisher, settings, tenant_id),
     )
@@ -96,20 +114,32 @@ def _stored(batch_id: uuid.UUID) -> bool:
         return session.get(Batch, batch_id) is not None
 
 
-def _webhook_form() -> dict[str, Any]:
-    """Return a multipart batch's webhook fields (the filter comma-separated)."""
+def _options(values: Mapping[str, str]) -> tuple[str, str | None, WebhookRequest]:
+    """Return a JSONL batch's type, model and webhook, from its form or query string."""
     form: dict[str, Any] = {}
-    if webhook := request.form.get("webhook"):
+    if webhook := values.get("webhook"):
         form["webhook"] = webhook
-    if events := request.form.get("webhook_events_filter"):
+    if events := values.get("webhook_events_filter"):
         form["webhook_events_filter"] = [e.strip() for e in events.split(",")]
-    return form
+    hook = parse_model(WebhookRequest, form, "")
+    return values.get("type", ""), values.get("model") or None, hook  # type: ignore[return-value]
 
 
 def _owned_batch(batch_id: str) -> uuid.UUID:
     parsed = path_uuid(batch_id, "batch")
     owned(batch_owner(deps.sessions(), parsed), "batch")
     return parsed
+
+
+@bp.get("")
+@requires(JOBS_READ)
+def list_batches() -> Response:
+    """Return a page of the tenant's batches, newest first, with the cursor of the next page."""
+    q = query(BatchesQuery)
+    page = batch_page(
+        deps.sessions(), tenant_id=principal().tenant_id, limit=q.limit, cursor=q.cursor
+    )
+    return jsonify(page)
 
 
 @bp.get("/<batch_id>")

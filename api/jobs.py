@@ -138,7 +138,7 @@ def cancel_job(job_id: str) -> tuple[Response, int]:
     store, parsed = deps.store(), path_uuid(job_id, "job")
     current = store.get(parsed)
     owned(current.tenant_id if current else None, "job")
-    if current is None:
+    if current is None or current.batch_id is not None:  # a chunk is its batch's to cancel
         raise NotFound("job not found")
     job = store.request_cancel(parsed)
     return jsonify(to_public(job)), 202 if job.status == JobStatus.RUNNING else 200

@@ -20,7 +20,7 @@ from api.auth import OPEN_ENDPOINTS, required_scope
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import MAX_KEY_LENGTH
 from shared.jobs import jobtypes
-from shared.jobs.batches import BatchPublic
+from shared.jobs.batches import BatchesPublic, BatchesQuery, BatchPublic
 from shared.jobs.schemas import (
     ArtifactPublic,
     JobPublic,
@@ -107,10 +107,18 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "post",
         "/v1/batches",
-        "Submit a batch (JSON, or JSONL in multipart 'file')",
+        "Submit a batch: JSON, JSONL in multipart 'file', or a JSONL body "
+        "(application/x-ndjson, with type, model and webhook in the query string)",
         (202,),
         "BatchPublic",
         {JSON: "BatchCreate", MULTIPART: "BatchUpload"},
+    ),
+    Endpoint(
+        "get",
+        "/v1/batches",
+        "List batches, newest first",
+        response="BatchesPublic",
+        query=BatchesQuery,
     ),
     Endpoint("get", "/v1/batches/{id}", "Batch status and counts", response="BatchPublic"),
     Endpoint(
@@ -163,6 +171,7 @@ SCHEMAS: list[type[BaseModel]] = [
     Problem,
     spec_models.DatasetUpload,
     BatchPublic,
+    BatchesPublic,
     spec_models.DatasetPublic,
     spec_models.DatasetsPublic,
     spec_models.ModelPublic,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, RootModel, WithJsonSchema, create_model
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.jobs import jobtypes
-from shared.jobs.batches import MAX_ITEMS, BatchCreate, BatchItem
+from shared.jobs.batches import MAX_JSON_ITEMS, BatchCreate, BatchItem
 from shared.jobs.schemas import WEBHOOK_EVENTS, WEBHOOK_EVENTS_DOC, JobCreate, WebhookEvent
 from shared.models.registry import NAME_RE, REF_RE
 
@@ -62,7 +62,7 @@ def _events_list() -> str:
 
 
 def _batch_types() -> list[jobtypes.JobType]:
-    # Batches take generation types only (see shared.jobs.batches.build_rows).
+    # Batches take generation types only (see shared.jobs.batches.stage).
     return [t for t in jobtypes.all_types() if t.queue == "generate"]
 
 
@@ -98,7 +98,7 @@ def _batch_create(job_type: jobtypes.JobType) -> type[BaseModel]:
         __doc__=f"Body of ``POST /v1/batches`` for {job_type.name} items.",
         type=(Literal[job_type.name], ...),
         model=_model_field(job_type),
-        items=(list[item], Field(min_length=1, max_length=MAX_ITEMS)),  # type: ignore[valid-type]
+        items=(list[item], Field(min_length=1, max_length=MAX_JSON_ITEMS)),  # type: ignore[valid-type]
     )
 
 

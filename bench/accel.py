@@ -64,7 +64,7 @@ def accel(ctx: Any, params: AccelParams) -> dict[str, Any]:
     return _device_pass(1, params.steps)
 
 
-def accel_chunk(contexts: list[Any], params: list[AccelParams]) -> list[dict[str, Any]]:
+def accel_chunk(ctx: Any, params: list[AccelParams]) -> list[dict[str, Any]]:
     """Run a chunk of items as one pass of as many rows."""
     timing = _device_pass(len(params), max(p.steps for p in params))
     return [dict(timing) for _ in params]

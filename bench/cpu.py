@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -115,34 +115,49 @@ class Meter:
         return {k: round(v, 4) for k, v in out.items()}
 
 
-def tree_threads(root: int) -> int:
-    """Return how many threads a process tree runs now."""
-    children, count, stack = _children(), 0, [root]
+def _tree_status(root: int, field: str) -> int:
+    """Return a ``/proc/PID/status`` field summed over a process tree (its first number)."""
+    children, total, stack = _children(), 0, [root]
     while stack:
         pid = stack.pop()
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except (FileNotFoundError, ProcessLookupError):
             continue
-        count += int(status.split("Threads:", 1)[1].split()[0])
+        if f"{field}:" in status:  # a zombie has no memory lines
+            total += int(status.split(f"{field}:", 1)[1].split()[0])
         stack.extend(children.get(pid, ()))
-    return count
+    return total
 
 
-class PeakThreads:
-    """Samples a process tree's thread count while a ``with`` block runs; keeps the peak."""
+def tree_threads(root: int) -> int:
+    """Return how many threads a process tree runs now."""
+    return _tree_status(root, "Threads")
 
-    def __init__(self, root: int, every_s: float = 0.2) -> None:
-        self.root, self.every_s, self.peak = root, every_s, 0
+
+def tree_rss_mb(root: int) -> float:
+    """Return the resident memory of a process tree now, in MiB."""
+    return _tree_status(root, "VmRSS") / 1024
+
+
+class Peak:
+    """Samples a measure of a process tree while a ``with`` block runs; keeps the peak."""
+
+    def __init__(
+        self, root: int, measure: Callable[[int], float] = tree_threads, every_s: float = 0.2
+    ) -> None:
+        self.root, self.measure, self.every_s = root, measure, every_s
+        self.start: float = 0
+        self.peak: float = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="peak-threads", daemon=True)
+        self._thread = threading.Thread(target=self._sample, name="peak", daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.wait(self.every_s):
-            self.peak = max(self.peak, tree_threads(self.root))
+            self.peak = max(self.peak, self.measure(self.root))
 
-    def __enter__(self) -> PeakThreads:
-        self.peak = tree_threads(self.root)
+    def __enter__(self) -> Peak:
+        self.start = self.peak = self.measure(self.root)
         self._thread.start()
         return self
 

@@ -17,6 +17,11 @@ def noop(ctx: JobContext, params: Params) -> dict[str, Any]:
     return {}
 
 
+def noop_chunk(ctx: JobContext, params: list[Params]) -> list[dict[str, Any]]:
+    """Do nothing for a chunk of items: measures the platform's own cost per item."""
+    return [{} for _ in params]
+
+
 def naive_text(ctx: JobContext, params: TextGenerateParams) -> dict[str, Any]:
     """Generate the tutorial's way: one eager model call per token, fed only the last token."""
     with ctx.model("text") as loaded:
@@ -37,7 +42,15 @@ def _naive(loaded: Any, params: TextGenerateParams) -> dict[str, Any]:
     return {"completion_tokens": len(out), "text": loaded.tokenizer.decode(out)}
 
 
-register(JobType("bench.noop", Params, "generate", "bench.plugins:noop"))
+register(
+    JobType(
+        "bench.noop",
+        Params,
+        "generate",
+        "bench.plugins:noop",
+        chunk_handler="bench.plugins:noop_chunk",
+    )
+)
 register(
     JobType(
         "bench.accel",

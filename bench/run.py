@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench import (
     accel_rows,
+    batch_rows,
     cpu,
     embedded_rows,
     inprocess,
@@ -49,6 +50,8 @@ COUNTS = (
     "tenant_items",
     "stream_jobs",
     "accel_items",
+    "noop_items",
+    "jsonl_items",
 )
 
 
@@ -105,6 +108,7 @@ def run(args: argparse.Namespace) -> Report:
     # After the servers' stack is gone, so that none of its processes shares the cores.
     embedded_rows.interference(b)
     accel_rows.simulated(b)
+    batch_rows.batches(b)
     return report
 
 
@@ -134,6 +138,8 @@ def main() -> None:
     parser.add_argument("--tenant-items", type=int, default=2000, help="items per tenant, row 12")
     parser.add_argument("--stream-jobs", type=int, default=256, help="jobs per measure, row 16")
     parser.add_argument("--accel-items", type=int, default=20_000, help="items per batch, row 17")
+    parser.add_argument("--noop-items", type=int, default=50_000, help="the empty batch, row 18")
+    parser.add_argument("--jsonl-items", type=int, default=1_000_000, help="row 19's batch")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink counts for a smoke run")
     args = _scaled(parser.parse_args())
     started = time.monotonic()

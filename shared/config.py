@@ -162,7 +162,7 @@ class Settings(BaseSettings):
         256, ge=1, description="Running interactive jobs per tenant (default; batches: window)."
     )
     tenant_max_queued: int = Field(
-        200_000, ge=1, description="Queued jobs and batch items per tenant (default)."
+        2_000_000, ge=1, description="Queued jobs and batch items per tenant (default)."
     )
     rate_limit: str = Field(
         "200/second", description="Requests per key (flask-limiter syntax, ';' separates)."
@@ -191,10 +191,20 @@ class Settings(BaseSettings):
     default_models: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 
     # Batches and dynamic batching.
-    batch_chunk_size: int = Field(64, ge=1, le=1024, description="Batch items per message.")
-    batch_window_chunks: int = Field(
-        4, ge=1, le=1000, description="Chunks of one batch in the broker or running at once."
+    # A batch is stored, claimed and committed a chunk at a time; by default a chunk fills one
+    # forward pass, so a deployment on an accelerator sets AIGC_GENERATE_MAX_BATCH alone.
+    batch_chunk_size: int = Field(
+        0, ge=0, le=8192, description="Items per chunk (0: generate_max_batch)."
     )
+    batch_window_items: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="A tenant's batch items in the broker or running at once, times its "
+        "weight (0: 4 chunks).",
+    )
+    batch_max_items: int = Field(1_000_000, ge=1, description="Items per batch (JSONL upload).")
+    batch_max_bytes: int = Field(1024**3, ge=1024, description="Bytes per JSONL upload.")
     generate_max_batch: int = Field(64, ge=1, le=8192, description="Rows per forward pass.")
     generate_max_wait_ms: float = Field(2.0, ge=0, le=1000)
     decode_chunk_steps: int = Field(16, ge=1, le=1024, description="Steps between joins.")
@@ -290,6 +300,14 @@ class Settings(BaseSettings):
             raise ValueError("artifact_serve=redirect needs an s3:// artifact_url")
         if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
             raise ValueError("set both s3_access_key_id and s3_secret_access_key, or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _size_chunks(self) -> Settings:
+        if not self.batch_chunk_size:
+            self.batch_chunk_size = self.generate_max_batch
+        if not self.batch_window_items:
+            self.batch_window_items = 4 * self.batch_chunk_size
         return self
 
     @model_validator(mode="after")

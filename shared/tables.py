@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
     Uuid,
@@ -36,7 +37,7 @@ NOTIFY_BATCH = "webhook IS NOT NULL AND (webhook_state IS NULL OR webhook_state 
 
 
 class Job(Base):
-    """One unit of work; its ``status`` is written only by ``shared.jobs``."""
+    """One unit of work (a job, or a batch's chunk); only ``shared.jobs`` writes its status."""
 
     __tablename__ = "jobs"
 
@@ -58,9 +59,14 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    # A batch's chunk: its batch, the submit index of its first item, its items (one blob,
+    # ``shared.jobs.chunks``), and once it succeeded their result lines and how many failed.
     batch_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    batch_index: Mapped[int | None] = mapped_column(Integer)  # submit order within its batch
-    custom_id: Mapped[str | None] = mapped_column(String(200))
+    batch_index: Mapped[int | None] = mapped_column(Integer)
+    item_count: Mapped[int | None] = mapped_column(Integer)
+    items: Mapped[bytes | None] = mapped_column(LargeBinary)
+    item_results: Mapped[bytes | None] = mapped_column(LargeBinary)
+    items_failed: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # When the job's message last went to the broker; NULL while it waits to be published.
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -198,7 +204,7 @@ class Dataset(Base):
 
 
 class Batch(Base):
-    """A bulk submission; its items are jobs, and its status is derived from theirs."""
+    """A bulk submission; its items live in chunk rows of ``jobs``, its status comes from theirs."""
 
     __tablename__ = "batches"
 

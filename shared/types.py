@@ -48,12 +48,6 @@ class Publisher(Protocol):
         """Publish one message per job; return how many reached the broker."""
         ...
 
-    def publish_chunks(
-        self, job_ids: Sequence[uuid.UUID], type_name: str, *, stamped: bool, redo: bool = False
-    ) -> int:
-        """Publish batch items of one type in chunk messages; return how many were sent."""
-        ...
-
 
 # Publishes the next chunks of a tenant's batches (the pacer's ``fill``, bound to its ports).
 FillWindow = Callable[[uuid.UUID | None], int]

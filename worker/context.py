@@ -149,8 +149,13 @@ class JobContext:
 
     # -- reporting ---------------------------------------------------------------------------
     def progress(self, data: dict[str, Any], *, force: bool = False) -> None:
-        """Record progress, at most every half second unless ``force``; best effort."""
+        """Record progress, at most every half second unless ``force``; best effort.
+
+        A batch's chunk records none: its batch's counts are its progress.
+        """
         now = time.monotonic()
+        if self.job.batch_id is not None:
+            return
         if not force and now - self._last_progress < PROGRESS_MIN_INTERVAL_S:
             return
         self._last_progress = now

@@ -100,14 +100,18 @@ def claimed(jobs: Iterable[Any]) -> None:
             QUEUE_WAIT.labels(lanes.lane_of(job)).observe(max(waited, 0.0))
 
 
-def attempt_ended(ctx: Any, outcome: str) -> None:
+def attempt_ended(ctx: Any, outcome: str, failed_items: int = 0) -> None:
     """Record how a job's attempt ended and how long it ran, once: whoever saw its end first.
 
     The keeper ends a job past its deadline, or one that ignored its cancel, even while its
     thread runs on (which may return long after, or never).
     """
     if ctx.first_end():
-        ATTEMPTS.labels(ctx.job.type, outcome).inc()
+        # A batch's chunk counts as many attempts as it carries items (the counter is work),
+        # those of its items that failed alone as failed.
+        ATTEMPTS.labels(ctx.job.type, outcome).inc((ctx.job.item_count or 1) - failed_items)
+        if failed_items:
+            ATTEMPTS.labels(ctx.job.type, "failed").inc(failed_items)
         RUN_TIME.labels(ctx.job.type).observe(ctx.ran_s)
 
 

@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError
@@ -45,8 +45,8 @@ _BY_STATUS = {
 }
 
 
-def settle(ctx: JobContext, ran: dict[str, Any] | BaseException) -> Outcome | dict[str, Any]:
-    """Return a handler's result to commit, or record how the attempt ended and return that."""
+def settle(ctx: JobContext, ran: T | BaseException) -> Outcome | T:
+    """Return a handler's result to commit (a chunk's: a list), or record how the attempt ended."""
     if isinstance(ran, BaseException):
         ctx.finished = True
         return record_failure(ctx, ran)

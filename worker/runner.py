@@ -10,13 +10,13 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ALL_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import InputError
-from shared.jobs import jobtypes
+from shared.errors import AigcError, InputError, JobTimeout
+from shared.jobs import chunks, jobtypes
 from shared.observe.logs import job_fields
 from shared.types import FillWindow
 from worker import metrics
@@ -27,11 +27,12 @@ from worker.outcomes import Outcome, durably, late, settle
 
 log = logging.getLogger(__name__)
 
-COMMIT_WAVE_S = 1.0  # jobs of one message that finished by then are committed together
 ITEM_THREADS = 8  # threads for the items of a chunk whose job type has no chunk handler
 CAPPED_RETRY_S = 1.0  # a job whose tenant runs its cap of jobs is offered again after this
 
 Ran = dict[str, Any] | BaseException
+# Runs a chunk's items in one call: (the chunk's context, their params) -> a result or error each.
+ChunkHandler = Callable[[JobContext, list[Any]], list[Ran]]
 
 
 def claim_token() -> str:
@@ -119,10 +120,12 @@ def _claim_and_run(
     metrics.claimed(jobs)
     contexts = [JobContext(job, ports) for job in jobs]
     keeper_of_process(ports.store, ports.settings).track(contexts, in_order=in_order)
-    job_type = jobtypes.get(jobs[0].type)
-    if len(contexts) > 1 and job_type.chunk_handler:
-        return _run_chunk(contexts, job_type, ports), contexts
-    return _run_side_by_side(contexts, ports), contexts
+    # A message names one job or one chunk (an older version's chunk message, several).
+    outcomes = {
+        ctx.job_id: _run_chunk(ctx, ports) if ctx.job.item_count else _run_job(ctx, ports)
+        for ctx in contexts
+    }
+    return outcomes, contexts
 
 
 def _preload(job_ids: list[uuid.UUID], ports: Ports) -> None:
@@ -141,57 +144,109 @@ def _preload(job_ids: list[uuid.UUID], ports: Ports) -> None:
                 importlib.import_module(module)
 
 
-def _run_chunk(
-    contexts: list[JobContext], job_type: jobtypes.JobType, ports: Ports
-) -> dict[uuid.UUID, Outcome]:
-    """Run a chunk's items with one call of its chunk handler, and commit them together."""
-    ran: dict[uuid.UUID, Ran] = {}
-    valid, params = [], []
-    for ctx in contexts:
-        try:
-            params.append(_params(ctx, job_type))
-            valid.append(ctx)
-        except InputError as exc:
-            ran[ctx.job_id] = exc
-    handler: Callable[..., list[Ran]] = job_type.resolve(job_type.chunk_handler)
-    try:
-        with job_fields(*(c.job for c in contexts)):
-            results = handler(valid, params) if valid else []
-    except BaseException as exc:  # the chunk as a whole failed: each item records it
-        results = [exc] * len(valid)
-    ran.update(zip((c.job_id for c in valid), results, strict=True))
-    return _finish(contexts, [_settle(c, ran[c.job_id]) for c in contexts], ports)
+def _run_chunk(ctx: JobContext, ports: Ports) -> Outcome:
+    """Run a batch's chunk: decode its items, one call of its chunk handler, one commit.
 
-
-def _settle(ctx: JobContext, ran: Ran) -> Outcome | dict[str, Any]:
-    with job_fields(ctx.job):
-        return settle(ctx, ran)
-
-
-def _run_side_by_side(contexts: list[JobContext], ports: Ports) -> dict[uuid.UUID, Outcome]:
-    """Run jobs on their own threads and commit their successes in waves, one transaction each.
-
-    A job whose thread hangs cannot hold back the others: what finished is committed every
-    ``COMMIT_WAVE_S``, and at the deadline the hung job is left to the lease keeper, which has
-    ended it already; its thread is abandoned (and counted, if it stays stuck).
+    Its params were validated at submit: they become typed params without a second check.
+    Per item this costs a decode, the model's work and an encode, and nothing else.
     """
-    if len(contexts) == 1:
-        return _finish(contexts, [run_handler(contexts[0])], ports)
-    pool = ThreadPoolExecutor(min(len(contexts), ITEM_THREADS), thread_name_prefix="aigc-job")
-    pending = {pool.submit(run_handler, c): c for c in contexts}
-    outcomes: dict[uuid.UUID, Outcome] = {}
-    while pending:
-        done, _ = wait(pending, timeout=COMMIT_WAVE_S, return_when=ALL_COMPLETED)
-        wave = [pending.pop(f) for f in done]
-        outcomes.update(_finish(wave, [f.result() for f in done], ports))
-        if pending and time.monotonic() > max(c.deadline for c in pending.values()):
-            break
-    for future, ctx in pending.items():
-        outcomes[ctx.job_id] = Outcome.TIMED_OUT
-        metrics.attempt_ended(ctx, Outcome.TIMED_OUT)
-        future.add_done_callback(lambda _, c=ctx: keeper_of_process().untrack([c]))
+    job_type = jobtypes.get(ctx.job.type)
+    items = chunks.decode_items(ctx.job.items or b"[]")
+    params = [job_type.params.model_construct(**p) for _, p in items]
+    try:
+        with job_fields(ctx.job):
+            ran: Any = _chunk_handler(job_type)(ctx, params)
+            _log_crashes(ctx, ran)
+    except BaseException as exc:  # the chunk as a whole failed: retried, split or ended
+        ran = exc
+    settled = settle(ctx, ran)
+    if not isinstance(settled, list):
+        return _ended(ctx, settled)
+    lines, failed = chunks.result_lines(items, settled)
+    try:
+        stored = durably(
+            ports.settings,
+            lambda: ports.store.succeed_chunk(
+                ctx.token,
+                ctx.job_id,
+                lines,
+                failed,
+                ctx.pending_artifacts,
+                kept=ctx.recorded_artifacts,
+            ),
+        )
+    finally:
+        keeper_of_process().untrack([ctx])
+    if not stored:
+        return _ended(ctx, late(ctx))
+    return _ended(ctx, Outcome.SUCCEEDED, failed)
+
+
+def _log_crashes(ctx: JobContext, ran: list[Ran]) -> None:
+    """Log the items whose handler crashed (not an error of ours): each fails alone."""
+    for index, outcome in enumerate(ran):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, AigcError):
+            log.error("job %s: handler crashed on item %d", ctx.job_id, index, exc_info=outcome)
+
+
+def _chunk_handler(job_type: jobtypes.JobType) -> ChunkHandler:
+    """Return the type's chunk handler, or one that runs its items on threads of their own."""
+    if job_type.chunk_handler:
+        return job_type.resolve(job_type.chunk_handler)
+    handler = job_type.resolve(job_type.handler)
+    return lambda ctx, params: _side_by_side(handler, ctx, params)
+
+
+def _side_by_side(handler: Callable[..., Any], ctx: JobContext, params: list[Any]) -> list[Ran]:
+    """Run a chunk's items with the plain handler, on threads; each item fails alone.
+
+    An item that hangs holds the chunk only until its deadline: the chunk then times out (and
+    is split), and the hung thread is abandoned.
+    """
+    pool = ThreadPoolExecutor(min(len(params), ITEM_THREADS), thread_name_prefix="aigc-item")
+    futures = [pool.submit(_attempt, handler, ctx, p) for p in params]
+    _, pending = wait(futures, timeout=max(ctx.deadline - time.monotonic(), 0.0))
     pool.shutdown(wait=False)
-    return outcomes
+    if pending:
+        raise JobTimeout("the chunk ran past its time limit")
+    return [f.result() for f in futures]
+
+
+def _attempt(handler: Callable[..., Any], ctx: JobContext, params: Any) -> Ran:
+    try:
+        return handler(ctx, params) or {}
+    except Exception as exc:
+        return exc
+
+
+def _run_job(ctx: JobContext, ports: Ports) -> Outcome:
+    """Run one job with its handler and record how it ended."""
+    settled = run_handler(ctx)
+    if not isinstance(settled, dict):
+        return _ended(ctx, settled)
+    results = {ctx.job_id: settled}
+    try:
+        stored = durably(
+            ports.settings,
+            lambda: ports.store.succeed_many(
+                ctx.token, results, ctx.pending_artifacts, kept=ctx.recorded_artifacts
+            ),
+        )
+    finally:
+        keeper_of_process().untrack([ctx])
+    if not stored:
+        # It was taken over, or timed out meanwhile: its result goes.
+        return _ended(ctx, late(ctx))
+    ctx.discard_workdir()
+    return _ended(ctx, Outcome.SUCCEEDED)
+
+
+def _ended(ctx: JobContext, outcome: Outcome, failed_items: int = 0) -> Outcome:
+    """Count how an attempt ended (once) and let the keeper forget it."""
+    keeper_of_process().untrack([ctx])
+    ctx.finished = True
+    metrics.attempt_ended(ctx, outcome, failed_items)
+    return outcome
 
 
 def run_handler(ctx: JobContext) -> Outcome | dict[str, Any]:
@@ -210,34 +265,3 @@ def _params(ctx: JobContext, job_type: jobtypes.JobType) -> BaseModel:
         return job_type.params.model_validate(ctx.job.params)
     except ValidationError as exc:
         raise InputError(f"invalid params: {exc.errors()[0]['msg']}") from exc
-
-
-def _finish(
-    contexts: list[JobContext], ran: list[Outcome | dict[str, Any]], ports: Ports
-) -> dict[uuid.UUID, Outcome]:
-    """Record the successful jobs among ``contexts`` in one transaction, with their artifacts."""
-    if not contexts:
-        return {}
-    results = {c.job_id: r for c, r in zip(contexts, ran, strict=True) if isinstance(r, dict)}
-    ended = [c for c in contexts if c.job_id in results]
-    artifacts = [a for c in ended for a in c.pending_artifacts]
-    kept = [i for c in ended for i in c.recorded_artifacts]
-    token = contexts[0].token
-    try:
-        stored = durably(
-            ports.settings, lambda: ports.store.succeed_many(token, results, artifacts, kept=kept)
-        )
-    finally:
-        keeper_of_process().untrack(contexts)
-    done = {job.id for job in stored}
-    outcomes = {}
-    for ctx, outcome in zip(contexts, ran, strict=True):
-        if isinstance(outcome, dict):
-            # A job missing from `done` was taken over, or timed out meanwhile: its result goes.
-            outcome = Outcome.SUCCEEDED if ctx.job_id in done else late(ctx)
-            if outcome is Outcome.SUCCEEDED:
-                ctx.discard_workdir()
-        ctx.finished = True
-        outcomes[ctx.job_id] = outcome
-        metrics.attempt_ended(ctx, outcome)
-    return outcomes

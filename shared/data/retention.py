@@ -129,6 +129,7 @@ def _expire_jobs(ports: _Sweep, which: ColumnElement[bool], now: datetime) -> Sw
             update(Job)
             .where(Job.id.in_(page), Job.expired_at.is_(None))
             .values(expired_at=now, result=None, progress=None, version=Job.version + 1)
+            .values(items=None, item_results=None)  # a chunk's items and result lines
             .returning(Job.id)
         )
         with ports.store.sessions() as session:

@@ -1,8 +1,9 @@
 """The pacer: batches reach the broker a few chunks at a time, shared fairly between tenants.
 
-A batch's items wait as rows (``published_at`` NULL). ``fill`` stamps the next chunks of a
+A batch's chunks wait as rows (``published_at`` NULL). ``fill`` stamps the next chunks of a
 tenant's oldest batch, in submit order, and publishes them, until the tenant has its window in
-flight (in the broker or running): ``batch_window_chunks`` chunks times its weight. The API
+flight (in the broker or running): ``batch_window_items`` items times its weight, counted in
+items (a split chunk is smaller than the others) so that shares are fair in work. The API
 fills a tenant's window when it stores a batch, a worker each time it finishes a chunk, and the
 reconciler every tenant with room (after a crash, say). The broker delivers the batch lane in
 order, so tenants with equal windows get equal shares of the workers, whatever the size of
@@ -39,31 +40,28 @@ def fill(
     """
     with sessions.kw["bind"].begin() as conn:
         chunks = _take(conn, settings, tenant_id)
-    for ids, type_name in chunks:  # after the commit: a message never names an unstamped row
-        publisher.publish_chunks(ids, type_name, stamped=True)
-    return sum(len(ids) for ids, _ in chunks)
+    if chunks:  # after the commit: a message never names an unstamped row
+        publisher.publish(chunks, stamped=True)
+    return sum(c.item_count for c in chunks)
 
 
-def _take(
-    conn: Connection, settings: Settings, tenant_id: uuid.UUID | None
-) -> list[tuple[list[uuid.UUID], str]]:
-    size = settings.batch_chunk_size
+def _take(conn: Connection, settings: Settings, tenant_id: uuid.UUID | None) -> list[Any]:
     weight = _lock(conn, tenant_id)
-    room = max(round(settings.batch_window_chunks * weight), 1) * size
-    room -= conn.scalar(_in_flight(tenant_id))
-    taken: list[tuple[list[uuid.UUID], str]] = []
+    room = max(round(settings.batch_window_items * weight), 1)
+    room -= conn.scalar(_in_flight(tenant_id)) or 0
+    taken: list[Any] = []
     while room > 0:
         oldest = conn.execute(
-            select(Job.batch_id, Job.type)
+            select(Job.batch_id)
             .where(_waiting(tenant_id))
             .order_by(Job.created_at, Job.batch_index)
             .limit(1)
-        ).first()
+        ).scalar()
         if oldest is None:
             break
-        ids = _stamp(conn, tenant_id, oldest.batch_id, -(-room // size) * size)
-        taken.append((ids, oldest.type))
-        room -= len(ids)
+        chunks = _stamp(conn, tenant_id, oldest, room, settings.batch_chunk_size)
+        taken += chunks
+        room -= sum(c.item_count for c in chunks)
     return taken
 
 
@@ -90,34 +88,37 @@ def _waiting(tenant_id: uuid.UUID | None) -> Any:
 
 
 def _stamp(
-    conn: Connection, tenant_id: uuid.UUID | None, batch_id: uuid.UUID, limit: int
-) -> list[uuid.UUID]:
-    pick = (
-        select(Job.id)
+    conn: Connection, tenant_id: uuid.UUID | None, batch_id: uuid.UUID, room: int, size: int
+) -> list[Any]:
+    """Stamp a batch's next waiting chunks, in order, while the items before each fit ``room``.
+
+    The first chunk always goes: a window smaller than a chunk still makes progress.
+    """
+    before = func.sum(Job.item_count).over(order_by=Job.batch_index) - Job.item_count
+    ahead = (
+        select(Job.id, before.label("before"))
         .where(_waiting(tenant_id), Job.batch_id == batch_id)
         .order_by(Job.batch_index)
-        .limit(limit)
+        .limit(-(-room // size))  # a full window of whole chunks, fewer if some were split
+        .subquery()
     )
+    pick = select(ahead.c.id).where(ahead.c.before < room)
     rows = conn.execute(
         update(Job)
         .where(Job.id.in_(pick.scalar_subquery()))
         .values(published_at=utcnow())
-        .returning(Job.id, Job.batch_index)
+        .returning(Job.id, Job.type, Job.batch_id, Job.batch_index, Job.item_count, Job.solo)
     ).all()
-    return [r.id for r in sorted(rows, key=lambda r: r.batch_index)]
+    return sorted(rows, key=lambda r: r.batch_index)
 
 
 def _in_flight(tenant_id: uuid.UUID | None) -> Any:
     """Count a tenant's batch items with a message out: queued and published, or running."""
-    return (
-        select(func.count())
-        .select_from(Job)
-        .where(
-            Job.tenant_id == tenant_id if tenant_id else Job.tenant_id.is_(None),
-            Job.batch_id.is_not(None),
-            Job.published_at.is_not(None),
-            Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)),
-        )
+    return select(func.sum(Job.item_count)).where(
+        Job.tenant_id == tenant_id if tenant_id else Job.tenant_id.is_(None),
+        Job.batch_id.is_not(None),
+        Job.published_at.is_not(None),
+        Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)),
     )
 
 

@@ -26,7 +26,7 @@ Message = tuple[str, Any, str, str, list[uuid.UUID]]  # task, argument, queue, j
 
 
 class Publisher:
-    """Sends ``aigc.run_job(id)`` or ``aigc.run_chunk([ids])`` to each job's lane.
+    """Sends ``aigc.run_job(id)``, or for a batch's chunk ``aigc.run_chunk([id])``, to its lane.
 
     A failed publish is logged, never raised: the rows are committed, so the reconciler publishes
     them later. After a failure the publisher stops trying for ``publish_timeout_s``, so a broker
@@ -50,25 +50,13 @@ class Publisher:
         )
 
     def publish(self, jobs: Sequence[Job], *, stamped: bool, redo: bool = False) -> int:
-        """Publish one message per job; return how many reached the broker.
+        """Publish one message per job or chunk; return how many reached the broker.
 
         ``stamped`` jobs were recorded as published when they were inserted (the API's hot
         path): only a failure is written back. Others are stamped now, before they are sent.
         ``redo`` sends them to their lane's redo queue, which its workers read first.
         """
-        messages = [
-            (RUN_JOB_TASK, str(j.id), _queue(lane_of(j), redo), j.type, [j.id]) for j in jobs
-        ]
-        return self._send_all(messages, stamped=stamped)
-
-    def publish_chunks(
-        self, job_ids: Sequence[uuid.UUID], type_name: str, *, stamped: bool, redo: bool = False
-    ) -> int:
-        """Publish batch items of one type in chunk messages of ``batch_chunk_size`` ids."""
-        size = self.settings.batch_chunk_size
-        queue = _queue(lanes.type_lane(type_name, batch=True), redo)
-        chunks = [list(job_ids[i : i + size]) for i in range(0, len(job_ids), size)]
-        messages = [(RUN_CHUNK_TASK, [str(i) for i in c], queue, type_name, c) for c in chunks]
+        messages = [_message(j, _queue(lane_of(j), redo)) for j in jobs]
         return self._send_all(messages, stamped=stamped)
 
     def _send_all(self, messages: list[Message], *, stamped: bool) -> int:
@@ -165,6 +153,12 @@ class Publisher:
         except Exception as exc:
             log.debug("queue depth of %s unknown: %s", queue, exc)
             return None
+
+
+def _message(job: Job, queue: str) -> Message:
+    if job.batch_id is not None:
+        return RUN_CHUNK_TASK, [str(job.id)], queue, job.type, [job.id]
+    return RUN_JOB_TASK, str(job.id), queue, job.type, [job.id]
 
 
 def _queue(lane: str, redo: bool) -> str:

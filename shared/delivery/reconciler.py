@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -149,19 +148,8 @@ def _depth(publisher: Publisher, lane: str) -> int | None:
 
 
 def _publish(publisher: Publisher, jobs: Sequence[Job]) -> int:
-    # Batch items travel in chunks; a job that must run alone always travels alone.
-    chunks: dict[tuple[uuid.UUID, str], list[uuid.UUID]] = defaultdict(list)
-    singles = []
-    for job in jobs:
-        if job.batch_id is not None and not job.solo:
-            chunks[(job.batch_id, job.type)].append(job.id)
-        else:
-            singles.append(job)
     # These jobs waited their turn once already: they go to the redo queue, read first.
-    sent = publisher.publish(singles, stamped=False, redo=True) if singles else 0
-    return sent + sum(
-        publisher.publish_chunks(ids, t, stamped=False, redo=True) for (_, t), ids in chunks.items()
-    )
+    return publisher.publish(jobs, stamped=False, redo=True) if jobs else 0
 
 
 def run_forever(

@@ -1,20 +1,33 @@
-"""Bulk batches: validate every item first, insert all rows at once, publish ids in chunks."""
+"""Bulk batches: validate every item as it arrives, store them in chunks, count and read them.
+
+A batch is data, not jobs: its items are validated once, at submit, and stored a chunk at a
+time (``shared.jobs.chunks``); the chunk is what the pacer releases, a worker claims, leases,
+retries and commits. A batch's counts are its chunks' counters summed, and its results are
+their result lines in submit order. An item is not a job of its own: it has no id to ``GET``.
+"""
 
 from __future__ import annotations
 
-import json
+import hashlib
+import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
+import numpy as np
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.db import utcnow
 from shared.errors import FieldErrors, Gone, InputError, NotFound, PayloadTooLarge
-from shared.jobs import jobtypes, jsoninput
+from shared.jobs import chunks, jobtypes, jsoninput
+from shared.jobs.cursor import decode_cursor, encode_cursor
+from shared.jobs.numbers import Int
 from shared.jobs.schemas import Strict, WebhookRequest
 from shared.jobs.status import TERMINAL, BatchStatus, JobStatus
 from shared.jobs.store import JobStore
@@ -28,8 +41,9 @@ from shared.jobs.submit import (
 from shared.tables import Batch, Job
 from shared.types import FillWindow, Sessions
 
-MAX_ITEMS = 50_000
-MAX_BYTES = 200 * 1024 * 1024
+MAX_JSON_ITEMS = 50_000  # the JSON form is parsed whole; a JSONL upload streams, to batch_max_items
+MAX_JSON_BYTES = 200 * 1024 * 1024
+DIGEST_BYTES = 16  # of each custom_id, kept to find a repeated one without keeping the ids
 
 
 class BatchItem(Strict):
@@ -44,11 +58,11 @@ class BatchCreate(WebhookRequest):
 
     type: str = Field(min_length=1, max_length=64)
     model: str | None = Field(None, max_length=128)
-    items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ITEMS)
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_JSON_ITEMS)
 
 
 class BatchPublic(BaseModel):
-    """A batch with its counts by job status."""
+    """A batch with its counts by item status."""
 
     id: uuid.UUID
     type: str
@@ -64,7 +78,7 @@ class BatchPublic(BaseModel):
 
 
 def parse_jsonl(stream: IO[bytes], max_line_bytes: int) -> Iterator[dict[str, Any]]:
-    """Yield the items of a JSONL upload, one JSON object per non-empty line."""
+    """Yield the items of a JSONL upload, one JSON object per non-empty line, as they arrive."""
     index = 0
     while raw := stream.readline(max_line_bytes + 1):
         if len(raw) > max_line_bytes:  # read no further than the limit: a line may be huge
@@ -78,53 +92,131 @@ def parse_jsonl(stream: IO[bytes], max_line_bytes: int) -> Iterator[dict[str, An
         yield item
 
 
-def build_rows(
+@dataclass
+class Staged:
+    """A batch's validated chunks, spooled to a temporary file until they are stored.
+
+    Validation runs as the upload arrives and holds one chunk at a time; the store's
+    transaction then reads the chunks back, so it lasts as long as the inserts, not the upload.
+    """
+
+    file: IO[bytes]
+    model: str | None  # the reference the chunks run with, resolved once for the batch
+    spans: list[tuple[int, int, int]] = field(default_factory=list)  # first index, items, bytes
+
+    def rows(self, batch: Batch, settings: Settings) -> Iterator[dict[str, Any]]:
+        """Yield the chunk rows to insert, in submit order; the spool file goes after."""
+        with self.file:
+            yield from self._rows(batch, settings)
+
+    def _rows(self, batch: Batch, settings: Settings) -> Iterator[dict[str, Any]]:
+        self.file.seek(0)
+        now = utcnow()
+        for first, count, size in self.spans:
+            yield {
+                "id": uuid.uuid4(),
+                "type": batch.type,
+                "model": self.model,
+                "params": {},
+                "status": JobStatus.QUEUED,
+                "version": 0,
+                "tenant_id": batch.tenant_id,
+                "batch_id": batch.id,
+                "batch_index": first,
+                "item_count": count,
+                "items": self.file.read(size),
+                "created_at": now,
+                "attempts": 0,
+                "max_attempts": settings.max_attempts,
+                "priority": 0,
+                "cancel_requested": False,
+                "solo": False,
+            }
+
+
+def stage(
     batch: Batch,
     items: Iterable[dict[str, Any]],
     *,
     settings: Settings,
     check_model: ModelCheck | None,
-) -> list[dict[str, Any]]:
-    """Validate every item and return the job rows to insert; one bad item rejects them all."""
+    max_items: int,
+) -> Staged:
+    """Validate every item, spooling chunks of them; one bad item rejects them all."""
     job_type = jobtypes.get(batch.type)
     if job_type.queue != "generate":
         raise InputError("batches take generation job types only", field="type")
-    batch.id = batch.id or uuid.uuid4()  # the rows need it before the batch is flushed
-    now, seen, rows = utcnow(), set(), []
-    for index, raw in enumerate(items):
-        if index >= MAX_ITEMS:
-            raise PayloadTooLarge(f"a batch holds at most {MAX_ITEMS} items", field="items")
-        prefix = f"items[{index}]"
-        item = parse_model(BatchItem, raw, prefix)
-        if item.custom_id in seen:
-            raise InputError(
-                f"custom_id {item.custom_id!r} is repeated", field=f"{prefix}.custom_id"
-            )
-        seen.add(item.custom_id)
-        params = validate_params(job_type, item.params, settings, f"{prefix}.params")
-        model = _item_model(job_type, batch.model, params, check_model, prefix)
-        rows.append(
-            {
-                "id": uuid.uuid4(),
-                "type": job_type.name,
-                "model": model,
-                "params": params,
-                "batch_id": batch.id,
-                "tenant_id": batch.tenant_id,
-                "batch_index": index,
-                "custom_id": item.custom_id,
-                "created_at": now,
-                "published_at": None,  # the pacer releases them a few chunks at a time
-                "attempts": 0,
-                "max_attempts": settings.max_attempts,
-                "priority": 0,
-                "cancel_requested": False,
-            }
+    model = check_model_field(job_type, batch.model, {}, check_model)
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed once its rows are read, or below)
+    try:
+        return _stage(
+            Staged(spool, model), job_type, batch, items, settings, check_model, max_items
         )
-    if not rows:
+    except BaseException:
+        spool.close()
+        raise
+
+
+def _stage(
+    staged: Staged,
+    job_type: jobtypes.JobType,
+    batch: Batch,
+    items: Iterable[dict[str, Any]],
+    settings: Settings,
+    check_model: ModelCheck | None,
+    max_items: int,
+) -> Staged:
+    digests, chunk, count = bytearray(), [], 0
+    for index, raw in enumerate(items):
+        if index >= max_items:
+            raise PayloadTooLarge(f"this batch may hold at most {max_items} items", field="items")
+        item = _item(job_type, batch.model, raw, settings, check_model, f"items[{index}]")
+        digests += hashlib.blake2b(item[0].encode(), digest_size=DIGEST_BYTES).digest()
+        chunk.append(item)
+        count = index + 1
+        if len(chunk) == settings.batch_chunk_size:
+            _spool(staged, count - len(chunk), chunk)
+            chunk = []
+    if chunk:
+        _spool(staged, count - len(chunk), chunk)
+    if not count:
         raise InputError("the batch has no items", field="items")
-    batch.item_count = len(rows)
-    return rows
+    _refuse_repeats(digests)
+    batch.item_count = count
+    return staged
+
+
+def _item(
+    job_type: jobtypes.JobType,
+    model: str | None,
+    raw: dict[str, Any],
+    settings: Settings,
+    check_model: ModelCheck | None,
+    prefix: str,
+) -> chunks.Item:
+    item = parse_model(BatchItem, raw, prefix)
+    params = validate_params(job_type, item.params, settings, f"{prefix}.params")
+    _item_model(job_type, model, params, check_model, prefix)
+    return item.custom_id, params
+
+
+def _spool(staged: Staged, first: int, items: list[chunks.Item]) -> None:
+    blob = chunks.encode_items(items)
+    staged.file.write(blob)
+    staged.spans.append((first, len(items), len(blob)))
+    # A yield per chunk: under gevent (the API's server) a long upload whose bytes are already
+    # buffered would otherwise hold the process's other requests for as long as it validates.
+    time.sleep(0)
+
+
+def _refuse_repeats(digests: bytearray) -> None:
+    """Raise InputError naming the first item whose custom_id an earlier item has."""
+    ids = np.frombuffer(bytes(digests), dtype=f"S{DIGEST_BYTES}")
+    order = np.argsort(ids, kind="stable")
+    repeats = order[1:][ids[order[1:]] == ids[order[:-1]]]
+    if len(repeats):
+        index = int(repeats.min())
+        raise InputError("this custom_id is repeated", field=f"items[{index}].custom_id")
 
 
 def _item_model(
@@ -151,21 +243,23 @@ def batch_submission(
     *,
     settings: Settings,
     check_model: ModelCheck | None,
+    max_items: int,
     store: JobStore,
     fill: FillWindow,
 ) -> Submission:
     """Validate every item and return the batch's submission for ``submit.accept``.
 
-    Its write inserts the batch and its jobs in one transaction; its release is the pacer's
+    Its write inserts the batch and its chunks in one transaction; its release is the pacer's
     ``fill``, which publishes the first chunks of the tenant's window.
     """
-    rows = build_rows(batch, items, settings=settings, check_model=check_model)
+    batch.id = batch.id or uuid.uuid4()  # its chunks name it
+    staged = stage(batch, items, settings=settings, check_model=check_model, max_items=max_items)
     batch.created_at, batch.cancel_requested = utcnow(), False  # known before it is stored
     return Submission(
         batch,
-        len(rows),
+        batch.item_count,
         batch.webhook,
-        write=lambda answer: store.create_batch(batch, rows, answer=answer),
+        write=lambda answer: store.create_batch(batch, staged.rows(batch, settings), answer=answer),
         release=lambda: fill(batch.tenant_id),
     )
 
@@ -187,21 +281,79 @@ def check_results_kept(sessions: Sessions, batch_id: uuid.UUID) -> None:
         raise Gone(f"the batch's results expired at {expired.isoformat()} (retention)")
 
 
+class BatchesPublic(BaseModel):
+    """A page of batches, newest first."""
+
+    data: list[BatchPublic]
+    next_cursor: str | None
+
+
+class BatchesQuery(Strict):
+    """Query string of ``GET /v1/batches``."""
+
+    limit: Int = Field(20, ge=1, le=100)
+    cursor: str | None = Field(None, max_length=200)
+
+
 def batch_status(sessions: Sessions, batch_id: uuid.UUID) -> dict[str, Any]:
-    """Return a batch with its counts by job status, derived status and progress."""
+    """Return a batch with its counts by item status, derived status and progress."""
     with sessions() as session:
         batch = session.get(Batch, batch_id)
         if batch is None:
             raise NotFound("batch not found")
-        counts = dict(
-            session.execute(
-                select(Job.status, func.count())
-                .where(Job.batch_id == batch_id)
-                .group_by(Job.status)
-            ).all()
+        counts = _item_counts(session, [batch_id])
+    return batch_view(batch, *counts.get(batch_id, ({}, None)))
+
+
+def batch_page(
+    sessions: Sessions, *, tenant_id: uuid.UUID | None, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """Return one page of a tenant's batches, newest first, and the cursor of the next page."""
+    stmt = (
+        select(Batch)
+        .where(Batch.tenant_id == tenant_id)
+        .order_by(Batch.created_at.desc(), Batch.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor:
+        at, last_id = decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(Batch.created_at < at, and_(Batch.created_at == at, Batch.id < last_id))
         )
-        last = session.scalar(select(func.max(Job.finished_at)).where(Job.batch_id == batch_id))
-    return batch_view(batch, counts, last)
+    with sessions() as session:
+        rows = list(session.scalars(stmt))
+        page = rows[:limit]
+        counts = _item_counts(session, [b.id for b in page])
+    more = len(rows) > limit
+    return BatchesPublic(
+        data=[batch_view(b, *counts.get(b.id, ({}, None))) for b in page],
+        next_cursor=encode_cursor(page[-1].created_at, page[-1].id) if more else None,
+    ).model_dump(mode="json")
+
+
+def _item_counts(
+    session: Session, batch_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[dict[str, int], datetime | None]]:
+    """Return each batch's items by status (its chunks' counters summed) and its last end."""
+    rows = session.execute(
+        select(
+            Job.batch_id,
+            Job.status,
+            func.sum(Job.item_count),
+            func.sum(Job.items_failed),
+            func.max(Job.finished_at),
+        )
+        .where(Job.batch_id.in_(batch_ids))
+        .group_by(Job.batch_id, Job.status)
+    ).all()
+    found: dict[uuid.UUID, tuple[dict[str, int], datetime | None]] = {}
+    for batch_id, status, items, failed, last in rows:
+        counts, seen = found.get(batch_id, ({}, None))
+        failed = int(failed or 0)  # a succeeded chunk's failed items
+        counts[status] = counts.get(status, 0) + int(items or 0) - failed
+        counts[JobStatus.FAILED] = counts.get(JobStatus.FAILED, 0) + failed
+        found[batch_id] = counts, max((t for t in (seen, last) if t is not None), default=None)
+    return found
 
 
 def batch_view(
@@ -236,36 +388,31 @@ def derive_status(batch: Batch, counts: dict[str, int], done: int) -> BatchStatu
     return BatchStatus.COMPLETED
 
 
-RESULTS_PAGE = 1000  # rows read per transaction while a batch's results stream
+RESULTS_PAGE = 16  # chunks read per transaction while a batch's results stream
 
 
-def stream_results(sessions: Sessions, batch_id: uuid.UUID) -> Iterator[str]:
-    """Yield one JSON line per item in submit order, reading rows in pages (never all at once).
+def stream_results(sessions: Sessions, batch_id: uuid.UUID) -> Iterator[bytes]:
+    """Yield the result lines of a batch's chunks in submit order, a page of chunks at a time.
 
-    Each page is its own short transaction: a slow reader must not hold one open (the server
-    ends a transaction idle for ``db_statement_timeout_s``, and a long one holds back vacuum).
+    A succeeded chunk's lines are stored ready and go out as they are. Each page is its own
+    short transaction: a slow reader must not hold one open (the server ends a transaction idle
+    for ``db_statement_timeout_s``, and a long one holds back vacuum).
     """
     after = -1
     while True:
         stmt = (
-            select(Job.batch_index, Job.custom_id, Job.status, Job.result, Job.error)
+            select(Job.batch_index, Job.status, Job.items, Job.item_results, Job.error)
             .where(Job.batch_id == batch_id, Job.batch_index > after)
             .order_by(Job.batch_index)
             .limit(RESULTS_PAGE)
         )
         with sessions() as session:
             rows = session.execute(stmt).all()
-        for index, *item in rows:
+        for index, status, items, lines, error in rows:
             after = index
-            yield _result_line(*item)
+            if status == JobStatus.SUCCEEDED:
+                yield lines
+            else:
+                yield chunks.status_lines(items, status, error)
         if len(rows) < RESULTS_PAGE:
             return
-
-
-def _result_line(custom_id: str, status: str, result: Any, error: Any) -> str:
-    line: dict[str, Any] = {"custom_id": custom_id, "status": status}
-    if status == JobStatus.SUCCEEDED:
-        line["result"] = result
-    elif error:
-        line["error"] = error
-    return json.dumps(line) + "\n"

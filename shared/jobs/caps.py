@@ -49,10 +49,11 @@ def check_queued_cap(
 
 def _read(sessions: Sessions, tenant_id: uuid.UUID, default_cap: int) -> tuple[int, int]:
     with sessions() as session:
+        # A chunk row counts its items.
         queued = session.scalar(
-            select(func.count())
-            .select_from(Job)
-            .where(Job.tenant_id == tenant_id, Job.status == JobStatus.QUEUED)
+            select(func.sum(func.coalesce(Job.item_count, 1))).where(
+                Job.tenant_id == tenant_id, Job.status == JobStatus.QUEUED
+            )
         )
         cap = session.scalar(select(Tenant.max_queued).where(Tenant.id == tenant_id))
     return int(queued or 0), cap or default_cap

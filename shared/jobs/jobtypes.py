@@ -34,7 +34,8 @@ class JobType:
     time_limit_s: float | None = None
     # Estimates the peak memory (MiB) of a job from its params, checked before it is accepted.
     memory_mb: Callable[[Any], float] | None = None
-    # Runs a chunk of batch items in one call: (contexts, params) -> a result or error each.
+    # Runs a batch's chunk in one call: (its context, the items' params) -> a result or error
+    # each. Without one, the chunk's items run on threads with the plain handler.
     chunk_handler: str | None = None
     # Modules its handler imports whose first import is slow (Keras: up to a minute on a busy
     # machine, much of it holding the GIL): the worker imports them before it claims the job, so

@@ -83,14 +83,23 @@ CLAIM = _move(
 CANCEL = _move("cancel", QUEUED, JobStatus.CANCELED, {"cancel_requested", "finished_at", "error"})
 # A running job is only flagged: its worker stops it, or the rescue ends it.
 ASK_CANCEL = _move("ask_cancel", RUNNING, RUNNING, {"cancel_requested"})
-SUCCEED = _move("succeed", RUNNING, JobStatus.SUCCEEDED, _ENDS | {"error", "result"})
+SUCCEED = _move(
+    "succeed",
+    RUNNING,
+    JobStatus.SUCCEEDED,
+    _ENDS | {"error", "result", "item_results", "items_failed"},
+)
 FAIL = _move("fail", RUNNING, JobStatus.FAILED, _ENDS | _ERRORS)
 STOP = _move("stop", RUNNING, JobStatus.CANCELED, _ENDS | _ERRORS)
 RETRY = _move("retry", RUNNING, QUEUED, _LET_GO | _ERRORS | {"available_at"})
 # A stopping worker gives its job back: the attempt is refunded and leaves no error.
 HAND_BACK = _move("hand_back", RUNNING, QUEUED, _LET_GO | {"attempts"})
 RESCUE = _move("rescue", RUNNING, QUEUED, _LET_GO | _ERRORS | {"attempts", "solo"})
-TABLE = (CLAIM, CANCEL, ASK_CANCEL, SUCCEED, FAIL, STOP, RETRY, HAND_BACK, RESCUE)
+# A chunk whose attempt died keeps its first half and runs again; its second half is a new row.
+SPLIT = _move(
+    "split", RUNNING, QUEUED, _LET_GO | _ERRORS | {"attempts", "solo", "items", "item_count"}
+)
+TABLE = (CLAIM, CANCEL, ASK_CANCEL, SUCCEED, FAIL, STOP, RETRY, HAND_BACK, RESCUE, SPLIT)
 MOVES = frozenset((source, t.target) for t in TABLE for source in t.source)
 
 
@@ -179,6 +188,19 @@ def succeed(token: str, results: dict[uuid.UUID, dict[str, Any]]) -> Update:
     )
 
 
+def succeed_chunk(token: str, chunk_id: uuid.UUID, lines: bytes, failed: int) -> Update:
+    """Return the success of a running chunk of one claim, with its items' result lines."""
+    return statement(
+        SUCCEED,
+        JOBS.c.id == chunk_id,
+        JOBS.c.worker_id == token,
+        **_ended(utcnow()),
+        error=None,
+        item_results=lines,
+        items_failed=failed,
+    )
+
+
 def fail(job: Job, entry: dict[str, Any], *, lost_at: datetime | None = None) -> Update:
     """Return the failure of a running attempt: by its claim, or (``lost_at``) by the rescue."""
     _check(FAIL, job)
@@ -239,6 +261,28 @@ def rescue(job: Job, entry: dict[str, Any], charged: bool, now: datetime) -> Upd
     )
 
 
+def split(
+    job: Job, entry: dict[str, Any], first: bytes, count: int, lost_at: datetime | None
+) -> Update:
+    """Return the requeue of a dead chunk's first ``count`` items (``first``), attempts anew.
+
+    Guarded as its claim's write, or (``lost_at``) as the rescue's. The caller inserts the
+    second half in the same transaction.
+    """
+    _check(SPLIT, job)
+    return statement(
+        SPLIT,
+        *_guard(job, lost_at),
+        JOBS.c.cancel_requested.is_(False),
+        **_let_go(),
+        attempts=0,
+        solo=job.solo or is_suspect(job, False),
+        items=first,
+        item_count=count,
+        **with_entry(job, entry),
+    )
+
+
 # -- what happened, and the transition it calls for ------------------------------------------
 class Event(StrEnum):
     """What happened to an attempt, beside an exception or a lost lease."""
@@ -265,6 +309,31 @@ class Expired:
 
 
 Happened = Event | Raised | Expired
+
+
+def bisects(attempt: Job, happened: Happened) -> dict[str, Any] | None:
+    """Return the errors entry if ``happened`` splits the chunk ``attempt`` in two, else None.
+
+    A chunk of many items whose attempt died (its handler crashed, it ran past its deadline,
+    or its worker was lost with the attempt charged, or suspected) runs again as two halves, and
+    so on down to one item: a poison item then fails alone, by the rules of a job, and every
+    other item runs once more. A transient error retries the whole chunk; a canceled one stops.
+    """
+    if (attempt.item_count or 0) < 2 or attempt.cancel_requested:
+        return None
+    if happened is Event.TIMED_OUT or (
+        isinstance(happened, Raised) and isinstance(happened.error, JobTimeout)
+    ):
+        return attempt_error(attempt, JobTimeout.code, TIMEOUT_MESSAGE)
+    if isinstance(happened, Expired) and (happened.charged or is_suspect(attempt, False)):
+        return rescue_entry(attempt, happened.charged, utcnow())
+    if isinstance(happened, Raised) and not isinstance(
+        happened.error, AigcError | RetryableError | DBAPIError
+    ):
+        exc = happened.error
+        log.error("chunk %s: handler crashed; splitting it", attempt.id, exc_info=exc)
+        return attempt_error(attempt, AigcError.code, f"{type(exc).__name__}: {exc}")
+    return None
 
 
 def decide(attempt: Job, happened: Happened) -> tuple[Update, ...]:

@@ -82,10 +82,13 @@ class JobReads:
         limit: int,
         cursor: str | None,
     ) -> tuple[list[Job], str | None]:
-        """Return one page of a tenant's jobs, newest first, and the cursor of the next page."""
+        """Return one page of a tenant's jobs, newest first, and the cursor of the next page.
+
+        A batch's chunks are not jobs to a client: their batch lists them.
+        """
         stmt = (
             select(Job)
-            .where(Job.tenant_id == tenant_id)
+            .where(Job.tenant_id == tenant_id, Job.batch_id.is_(None))
             .order_by(Job.created_at.desc(), Job.id.desc())
             .limit(limit + 1)
         )

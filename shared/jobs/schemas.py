@@ -94,8 +94,6 @@ class JobPublic(BaseModel):
     attempts: int
     max_attempts: int
     priority: int
-    batch_id: uuid.UUID | None = None
-    custom_id: str | None = None
     cancel_requested: bool
     created_at: datetime
     started_at: datetime | None = None

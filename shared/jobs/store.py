@@ -10,7 +10,7 @@ status: ``published_at`` by the pacer, ``webhook_version`` by the webhook dispat
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -20,14 +20,17 @@ from sqlalchemy.exc import OperationalError
 
 from shared.db import utcnow
 from shared.errors import NotFound, StoreUnavailable
-from shared.jobs import lifecycle
-from shared.jobs.lifecycle import Event, Happened
+from shared.jobs import chunks, lifecycle
+from shared.jobs.lifecycle import Event, Expired, Happened
 from shared.jobs.reads import JobReads, snapshot
 from shared.jobs.rows import JOBS, claim_statement, new_row, row_values
 from shared.jobs.status import JobStatus
 from shared.tables import Artifact, Batch, Dataset, Job, ModelVersion
 from shared.tenants.idempotency import keep
 from shared.types import Claim
+
+# A batch's chunk rows go in multi-row INSERTs of at most this many rows or item bytes.
+INSERT_ROWS, INSERT_BYTES = 64, 8 * 1024 * 1024
 
 
 class JobStore(JobReads):
@@ -81,26 +84,24 @@ class JobStore(JobReads):
     def create_batch(
         self,
         batch: Batch,
-        rows: list[dict[str, Any]],
+        chunks: Iterable[dict[str, Any]],
         *,
         answer: Callable[[], Claim | None] | None = None,
     ) -> None:
-        """Insert a batch and all its queued jobs in one transaction (a bulk INSERT).
+        """Insert a batch and its queued chunk rows in one transaction, many rows a statement.
 
         The idempotency claim ``answer()`` returns is stored in the same transaction
-        (AlreadyStored if its key is taken).
+        (AlreadyStored if its key is taken). ``chunks`` may be a generator: the batch row is
+        written once it is exhausted, with the item count it knows by then.
         """
         claim = answer() if answer else None
-        for row in rows:
-            row["status"] = JobStatus.QUEUED
         try:
-            with self.sessions() as session:
+            with self.sessions.kw["bind"].begin() as conn:
                 if claim is not None:
-                    keep(session.connection(), claim)
-                session.add(batch)
-                session.flush()
-                session.execute(insert(Job), rows)
-                session.commit()
+                    keep(conn, claim)
+                for rows in _groups(chunks):
+                    conn.execute(insert(JOBS), rows)
+                conn.execute(insert(Batch.__table__), [row_values(batch)])
         except OperationalError as exc:
             raise StoreUnavailable("the job store is unavailable") from exc
 
@@ -256,18 +257,60 @@ class JobStore(JobReads):
             self._snapshot(*done)
         return done
 
+    def succeed_chunk(
+        self,
+        token: str,
+        chunk_id: uuid.UUID,
+        lines: bytes,
+        failed: int,
+        artifacts: Sequence[Artifact],
+        *,
+        kept: Collection[uuid.UUID],
+    ) -> bool:
+        """Finish a running chunk of one claim with its result lines and artifacts, at once.
+
+        False when the claim no longer holds it (taken over, timed out, split): nothing is
+        written then, and the rows of its earlier, lost attempts' artifacts go as for a job.
+        """
+        stmt = lifecycle.succeed_chunk(token, chunk_id, lines, failed).returning(JOBS.c.id)
+        with self.sessions.kw["bind"].begin() as conn:
+            if conn.execute(stmt).first() is None:
+                return False
+            conn.execute(_lost_artifacts({chunk_id}, kept))
+            files = [row_values(a) for a in artifacts]
+            if files:
+                conn.execute(insert(Artifact.__table__), files)
+        return True
+
     # -- what happened to an attempt: its worker, the lease keeper, the reconciler ----------
     def record(self, attempt: Job, happened: Happened) -> Row | None:
         """Write what happened to an attempt: the first transition ``decide`` lists that matches.
 
+        A chunk of many items whose attempt died is split in two instead (``lifecycle.bisects``).
         None when none matched: the job is no longer the attempt's to move (it was taken over,
         ended, or changed since ``attempt`` was read).
         """
+        entry = lifecycle.bisects(attempt, happened)
+        if entry is not None:
+            return self._split(attempt, entry, lost=isinstance(happened, Expired))
         for stmt in lifecycle.decide(attempt, happened):
             job = self._run(stmt)
             if job is not None:
                 return job
         return None
+
+    def _split(self, chunk: Job, entry: dict[str, Any], *, lost: bool) -> Row | None:
+        """Requeue a dead chunk's first half and insert its second, in one transaction."""
+        first, second, count = chunks.halves(chunk.items)
+        lost_at = utcnow() if lost else None
+        stmt = lifecycle.split(chunk, entry, first, count, lost_at).returning(*JOBS.c)
+        with self.sessions.kw["bind"].begin() as conn:
+            row = conn.execute(stmt).one_or_none()
+            if row is not None:
+                conn.execute(
+                    insert(JOBS), [chunks.second_half(row, second, chunk.item_count - count)]
+                )
+        return row
 
     # -- transitions a client makes --------------------------------------------------------
     def request_cancel(self, job_id: uuid.UUID) -> Row:
@@ -302,6 +345,20 @@ class JobStore(JobReads):
             result = session.execute(lifecycle.cancel(Job.cancel_requested.is_(True)))
             session.commit()
         return result.rowcount or 0
+
+
+def _groups(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Yield chunk rows in lists of at most ``INSERT_ROWS`` rows or ``INSERT_BYTES`` of items."""
+    group: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        group.append(row)
+        size += len(row["items"])
+        if len(group) == INSERT_ROWS or size >= INSERT_BYTES:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
 
 
 def _lost_artifacts(job_ids: Collection[uuid.UUID], kept: Collection[uuid.UUID]) -> Delete:

@@ -49,10 +49,14 @@ class Depth:
 
 
 def job_depths(sessions: sessionmaker[Session]) -> list[Depth]:
-    """Return the queued and running jobs, counted by lane, tenant and state."""
+    """Return the queued and running jobs, counted by lane, tenant and state.
+
+    A batch's chunk counts its items: the signal is work, whatever the chunk size.
+    """
     bulk, held = Job.batch_id.is_not(None), Job.published_at.is_(None)
+    work = func.sum(func.coalesce(Job.item_count, 1))
     stmt = (
-        select(Tenant.name, Job.type, bulk, Job.status, held, func.count())
+        select(Tenant.name, Job.type, bulk, Job.status, held, work)
         .select_from(Job)
         .outerjoin(Tenant, Tenant.id == Job.tenant_id)
         .where(Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))

@@ -28,7 +28,7 @@ SLICE = 48  # starts: six chunks of each tenant when they alternate
 def paced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack on a private Redis and a scratch database, with small chunks and windows."""
     tmp = tmp_path_factory.mktemp("paced")
-    with private_stack(tmp, "paced", batch_chunk_size=4, batch_window_chunks=2) as stack:
+    with private_stack(tmp, "paced", batch_chunk_size=4, batch_window_items=8) as stack:
         yield stack
 
 
@@ -49,10 +49,11 @@ def _drain_side_by_side(stack: Stack, *clients: Api) -> tuple[list[str], list[st
         )
     with stack.services.store.sessions() as session:
         rows = session.execute(
-            select(Job.batch_id, Job.started_at)
+            select(Job.batch_id, Job.started_at, Job.item_count)
             .where(Job.batch_id.in_([uuid.UUID(b) for b in batches]))
             .order_by(Job.started_at)
         ).all()
+    rows = [r for r in rows for _ in range(r.item_count)]  # a start per item of each chunk
     starts = {b: [r.started_at for r in rows if str(r.batch_id) == b] for b in batches}
     # Contended: from the first start of the last batch to arrive (the first may have run
     # alone before the second was even accepted) while every tenant still had items waiting.

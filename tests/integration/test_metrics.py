@@ -115,8 +115,10 @@ def expected_attempts(rows: list[Job]) -> Counter[tuple[str, ...]]:
     expected: Counter[tuple[str, ...]] = Counter()
     for job in rows:
         if job.attempts:
-            expected[(job.type, outcome(job))] += 1
-            expected[(job.type, "retrying")] += job.attempts - 1  # no worker died here
+            items = job.item_count or 1  # a batch's chunk counts its items
+            expected[(job.type, outcome(job))] += items - (job.items_failed or 0)
+            expected[(job.type, "failed")] += job.items_failed or 0
+            expected[(job.type, "retrying")] += (job.attempts - 1) * items  # no worker died here
     return +expected
 
 
@@ -133,7 +135,7 @@ def waiting(stack: Stack, tenant: str) -> dict[str, int]:
 
 def test_the_queue_depth_gauge_follows_a_batch_as_it_drains(observed: Stack) -> None:
     api, size = observed.client("drain"), 600
-    chunk, window = observed.settings.batch_chunk_size, observed.settings.batch_window_chunks
+    chunk, window = observed.settings.batch_chunk_size, observed.settings.batch_window_items
     worker = observed.handle("generate")
     worker.stop()
     try:
@@ -142,16 +144,16 @@ def test_the_queue_depth_gauge_follows_a_batch_as_it_drains(observed: Stack) -> 
         assert resp.status_code == 202, resp.text
         # Nothing consumes: the pacer released its window of chunks, and holds the rest as rows.
         assert waiting(observed, "drain") == {
-            "held": size - window * chunk,
-            "published": window * chunk,
-            "messages": window,
+            "held": size - window,
+            "published": window,
+            "messages": window // chunk,
         }
     finally:
         worker.start()
     seen = [size]
     while seen[-1]:
         now = waiting(observed, "drain")
-        assert now["messages"] <= window, now
+        assert now["messages"] <= window // chunk, now
         seen.append(now["held"] + now["published"])
     assert seen == sorted(seen, reverse=True), "the waiting rows went up while draining"
     assert [n for n in seen if 0 < n < size], f"no sample caught the batch half drained: {seen}"
@@ -202,7 +204,10 @@ def test_the_counters_match_the_jobs_table(observed: Stack) -> None:
     assert by(samples, "aigc_job_run_seconds_count", "type") == +types
     # The API counted what it stored, by type, and the requests by route and status.
     after = scrape(endpoint(observed, "api"))
-    assert by(after, "aigc_jobs_accepted_total", "type") == Counter((j.type,) for j in rows)
+    accepted = Counter[tuple[str, ...]]()
+    for job in rows:
+        accepted[(job.type,)] += job.item_count or 1  # a batch's items, each
+    assert by(after, "aigc_jobs_accepted_total", "type") == accepted
     posted = by(after, "aigc_http_requests_total", "method", "route", "status")
     posted.subtract(by(before, "aigc_http_requests_total", "method", "route", "status"))
     assert posted[("POST", "/v1/jobs", "202")] == len(plan) + 1

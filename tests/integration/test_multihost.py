@@ -199,7 +199,11 @@ def _states(cluster: Cluster) -> dict[str, int]:
 def _figures(cluster: Cluster, seconds: float, rejoined_at: datetime) -> dict[str, Any]:
     """Time to drain, re-runs, and duplicated or missing effects (one artifact per success)."""
     with cluster.services.store.sessions() as session:
-        jobs = list(session.execute(select(Job.id, Job.errors, Job.worker_id, Job.finished_at)))
+        jobs = list(
+            session.execute(
+                select(Job.id, Job.errors, Job.worker_id, Job.finished_at, Job.item_count)
+            )
+        )
         effects = dict(
             session.execute(
                 select(Artifact.job_id, func.count())
@@ -207,16 +211,18 @@ def _figures(cluster: Cluster, seconds: float, rejoined_at: datetime) -> dict[st
                 .group_by(Artifact.job_id)
             ).all()
         )
-    reruns = sum(len(errors or []) for _, errors, _, _ in jobs)
+    reruns = sum(len(errors or []) for _, errors, *_ in jobs)
     w2 = f":{cluster.supervisor.children['w2'].pid}:"
-    rejoined = [w for _, _, w, at in jobs if w and w2 in w and at and at > rejoined_at]
+    rejoined = [w for _, _, w, at, _ in jobs if w and w2 in w and at and at > rejoined_at]
+    # One effect per item: a chunk of n items that succeeded once leaves n, no more, no fewer.
+    expected = {job_id: items or 1 for job_id, *_, items in jobs}
     return {
         "jobs": len(jobs),
         "drain_s": round(seconds, 1),
         "reruns": reruns,
-        "jobs_rerun": sum(1 for _, errors, _, _ in jobs if errors),
-        "duplicates": sum(1 for n in effects.values() if n > 1),
-        "missing_effects": len(jobs) - len(effects),
+        "jobs_rerun": sum(1 for _, errors, *_ in jobs if errors),
+        "duplicates": sum(1 for i, n in expected.items() if effects.get(i, 0) > n),
+        "missing_effects": sum(1 for i, n in expected.items() if effects.get(i, 0) < n),
         "w2_jobs_after_rejoining": len(rejoined),
         **_states(cluster),
     }

@@ -169,7 +169,7 @@ def test_idempotency_key_replays_and_creates_once(stack: Stack) -> None:
         batches = session.scalar(
             select(func.count()).select_from(Batch).where(Batch.tenant_id == tenant)
         )
-    assert (jobs, batches) == (1 + 1 + 3, 1)  # the first job, the raced job, the batch's items
+    assert (jobs, batches) == (1 + 1 + 1, 1)  # the first job, the raced job, the batch's chunk
 
 
 def _race(api: Api, path: str, payload: dict[str, Any], headers: dict[str, str]) -> list[Any]:

@@ -82,10 +82,10 @@ def wait_for_future(
 
 
 def one_by_one(
-    handler: Callable[[JobContext, Any], T], contexts: list[JobContext], params: list[Any]
+    handler: Callable[[JobContext, Any], T], ctx: JobContext, params: list[Any]
 ) -> list[T | BaseException]:
     """Run a chunk's items one after the other (no dynamic batching): each fails alone."""
-    return [attempt(lambda c=c, p=p: handler(c, p)) for c, p in zip(contexts, params, strict=True)]
+    return [attempt(lambda p=p: handler(ctx, p)) for p in params]
 
 
 def attempt(call: Callable[[], T]) -> T | BaseException:

@@ -27,24 +27,24 @@ def generate(ctx: JobContext, params: ImageGenerateParams) -> dict[str, Any]:
 
 
 def generate_chunk(
-    contexts: list[JobContext], params: list[ImageGenerateParams]
+    ctx: JobContext, params: list[ImageGenerateParams]
 ) -> list[dict[str, Any] | BaseException]:
     """Generate a chunk of batch items: every request reaches the scheduler at once."""
-    with contexts[0].model("image") as loaded:
-        if not contexts[0].settings.generate_batching:
-            return common.one_by_one(generate, contexts, params)
-        batcher = loaded.batcher(contexts[0].settings)
-        requests = [_request(c, p) for c, p in zip(contexts, params, strict=True)]
+    with ctx.model("image") as loaded:
+        if not ctx.settings.generate_batching:
+            return common.one_by_one(generate, ctx, params)
+        batcher = loaded.batcher(ctx.settings)
+        requests = [_request(ctx, p) for p in params]
         futures = [common.attempt(lambda r=r: batcher.submit(r)) for r in requests]
         return [
             future
             if isinstance(future, BaseException)
             else common.attempt(
-                lambda c=c, p=p, r=r, f=future: _store(
-                    c, p, common.wait_for_future(c, f), loaded.resolved.ref, r.timing.summary()
+                lambda p=p, r=r, f=future: _store(
+                    ctx, p, common.wait_for_future(ctx, f), loaded.resolved.ref, r.timing.summary()
                 )
             )
-            for c, p, r, future in zip(contexts, params, requests, futures, strict=True)
+            for p, r, future in zip(params, requests, futures, strict=True)
         ]
 
 

@@ -45,27 +45,25 @@ def _progress(done: int, params: TextGenerateParams) -> dict[str, Any]:
 
 
 def generate_chunk(
-    contexts: list[JobContext], params: list[TextGenerateParams]
+    ctx: JobContext, params: list[TextGenerateParams]
 ) -> list[dict[str, Any] | BaseException]:
     """Generate a chunk of batch items: one thread hands every request to the scheduler at once.
 
-    Items write no progress of their own (their batch's counts are its progress); a bad item
-    fails alone.
+    The chunk writes no progress (its batch's counts are its progress); a bad item fails alone.
     """
-    with contexts[0].model("text") as loaded:
-        if not contexts[0].settings.generate_batching:
-            return common.one_by_one(generate, contexts, params)
-        batcher = loaded.batcher(contexts[0].settings)
-        submitted = [
-            common.attempt(lambda c=c, p=p: _submit(batcher, loaded, c, p))
-            for c, p in zip(contexts, params, strict=True)
-        ]
-        return [
+    with ctx.model("text") as loaded:
+        if not ctx.settings.generate_batching:
+            return common.one_by_one(generate, ctx, params)
+        batcher = loaded.batcher(ctx.settings)
+        submitted = [common.attempt(lambda p=p: _submit(batcher, loaded, ctx, p)) for p in params]
+        results = [
             sent
             if isinstance(sent, BaseException)
-            else common.attempt(lambda c=c, p=p, s=sent: _collect(loaded, c, p, s))
-            for c, p, sent in zip(contexts, params, submitted, strict=True)
+            else common.attempt(lambda p=p, s=sent: _collect(loaded, ctx, p, s))
+            for p, sent in zip(params, submitted, strict=True)
         ]
+    metrics.TOKENS.inc(sum(r["completion_tokens"] for r in results if isinstance(r, dict)))
+    return results
 
 
 def _submit(batcher: Any, loaded: Any, ctx: JobContext, params: TextGenerateParams) -> tuple:
@@ -79,7 +77,7 @@ def _collect(
 ) -> dict[str, Any]:
     ids, request, future = sent
     tokens = common.wait_for_future(ctx, future)
-    return _result(loaded, params, ids, tokens, request.timing.summary())
+    return _text(loaded, params, ids, tokens, request.timing.summary())
 
 
 def _prompt_ids(loaded: Any, params: TextGenerateParams) -> list[int]:
@@ -112,6 +110,17 @@ def _result(
     batching: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     metrics.TOKENS.inc(len(tokens))
+    return _text(loaded, params, ids, tokens, batching)
+
+
+def _text(
+    loaded: Any,
+    params: TextGenerateParams,
+    ids: list[int],
+    tokens: list[int],
+    batching: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Return a generation's result (a chunk counts its tokens once, not per item)."""
     return {
         "text": loaded.tokenizer.decode(tokens),
         "prompt": params.prompt,

@@ -143,12 +143,6 @@ function aboutJob(job) {
       ["Model", job.model],
       ["Attempts", `${job.attempts} of ${job.max_attempts}`],
       ["Priority", String(job.priority)],
-      [
-        "Batch",
-        job.batch_id
-          ? h("a", { href: `#/batches/${job.batch_id}` }, job.custom_id || job.batch_id)
-          : null,
-      ],
       ["Created", when(job.created_at)],
       ["Started", when(job.started_at)],
       ["Finished", when(job.finished_at)],

@@ -6,7 +6,7 @@ import { config } from "../config.js";
 import { badge, facts, field, h, pageTitle, problemBox, table, when } from "../dom.js";
 import { pause } from "../live.js";
 
-const RECENT_JOBS = 100; // the API lists jobs, not batches: their batch ids name the recent ones
+const RECENT_BATCHES = 20; // the newest, one page of GET /v1/batches
 
 export async function render(main, { signal }) {
   const cfg = await config();
@@ -97,10 +97,8 @@ function jsonLines(text) {
 }
 
 async function recent(signal) {
-  const jobs = (await get(`/v1/jobs?limit=${RECENT_JOBS}`, { signal })).data;
-  const ids = [...new Set(jobs.map((j) => j.batch_id).filter(Boolean))];
-  if (!ids.length) return h("p", {}, "None among your latest jobs: open one by its id.");
-  const batches = await Promise.all(ids.map((id) => get(`/v1/batches/${id}`, { signal })));
+  const batches = (await get(`/v1/batches?limit=${RECENT_BATCHES}`, { signal })).data;
+  if (!batches.length) return h("p", {}, "No batches yet.");
   return table(
     "Recent batches",
     {
