@@ -183,7 +183,7 @@ def run_job(self: Task, job_id: str) -> str:
 
 @celery.task(name=RUN_CHUNK_TASK, ignore_result=True, bind=True)
 def run_chunk(self: Task, job_ids: list[str]) -> dict[str, int]:
-    """Run the jobs of one chunk together (batch items); the message carries only their ids."""
+    """Run a batch's chunk; the message carries only its id (an older version's, item ids)."""
     outcomes = execute(
         _parse_ids(job_ids), ports(), fill=_fill, in_order=_in_order(self), chunk=True
     )

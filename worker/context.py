@@ -195,6 +195,11 @@ class JobContext:
         """Store the named files of workdir, in order, so any host can resume from them."""
         self.ports.artifacts.push_work(self.job.id, names)
 
+    def drop_workdir(self, names: list[str]) -> None:
+        """Delete the named files of workdir, here and in the store (an older checkpoint's)."""
+        if names:
+            self.ports.artifacts.drop_work(self.job.id, names)
+
     def discard_workdir(self) -> None:
         """Delete the job's private files (its checkpoints) once the job has succeeded."""
         if not self._has_workdir:

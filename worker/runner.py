@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -163,21 +164,10 @@ def _run_chunk(ctx: JobContext, ports: Ports) -> Outcome:
     if not isinstance(settled, list):
         return _ended(ctx, settled)
     lines, failed = chunks.result_lines(items, settled)
-    try:
-        stored = durably(
-            ports.settings,
-            lambda: ports.store.succeed_chunk(
-                ctx.token,
-                ctx.job_id,
-                lines,
-                failed,
-                ctx.pending_artifacts,
-                kept=ctx.recorded_artifacts,
-            ),
-        )
-    finally:
-        keeper_of_process().untrack([ctx])
-    if not stored:
+    write = partial(ports.store.succeed_chunk, ctx.token, ctx.job_id, lines, failed)
+    if not _committed(
+        ctx, ports, lambda: write(ctx.pending_artifacts, kept=ctx.recorded_artifacts)
+    ):
         return _ended(ctx, late(ctx))
     return _ended(ctx, Outcome.SUCCEEDED, failed)
 
@@ -221,24 +211,24 @@ def _attempt(handler: Callable[..., Any], ctx: JobContext, params: Any) -> Ran:
 
 def _run_job(ctx: JobContext, ports: Ports) -> Outcome:
     """Run one job with its handler and record how it ended."""
-    settled = run_handler(ctx)
+    settled = _run_handler(ctx)
     if not isinstance(settled, dict):
         return _ended(ctx, settled)
-    results = {ctx.job_id: settled}
-    try:
-        stored = durably(
-            ports.settings,
-            lambda: ports.store.succeed_many(
-                ctx.token, results, ctx.pending_artifacts, kept=ctx.recorded_artifacts
-            ),
-        )
-    finally:
-        keeper_of_process().untrack([ctx])
-    if not stored:
-        # It was taken over, or timed out meanwhile: its result goes.
-        return _ended(ctx, late(ctx))
+    write = partial(ports.store.succeed, ctx.token, ctx.job_id, settled)
+    if not _committed(
+        ctx, ports, lambda: write(ctx.pending_artifacts, kept=ctx.recorded_artifacts)
+    ):
+        return _ended(ctx, late(ctx))  # taken over, or timed out meanwhile: its result goes
     ctx.discard_workdir()
     return _ended(ctx, Outcome.SUCCEEDED)
+
+
+def _committed(ctx: JobContext, ports: Ports, write: Callable[[], object]) -> bool:
+    """Run a success's write, retrying a blip; return whether the claim still held the row."""
+    try:
+        return bool(durably(ports.settings, write))
+    finally:
+        keeper_of_process().untrack([ctx])  # whatever happens, its thread is done with it
 
 
 def _ended(ctx: JobContext, outcome: Outcome, failed_items: int = 0) -> Outcome:
@@ -249,7 +239,7 @@ def _ended(ctx: JobContext, outcome: Outcome, failed_items: int = 0) -> Outcome:
     return outcome
 
 
-def run_handler(ctx: JobContext) -> Outcome | dict[str, Any]:
+def _run_handler(ctx: JobContext) -> Outcome | dict[str, Any]:
     """Run one claimed job's handler; return its result, or the outcome already recorded."""
     with job_fields(ctx.job):
         try:

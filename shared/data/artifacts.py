@@ -174,6 +174,13 @@ class ArtifactStore:
                 self.store.download(obj.key, folder / name)
         return folder
 
+    def drop_work(self, job_id: uuid.UUID, names: Sequence[str]) -> None:
+        """Delete the named files of the job's folder, here and in the store."""
+        folder = self.workdir(job_id)
+        for name in names:
+            self.store.delete(f"{WORK}/{job_id}/{name}")
+            (folder / name).unlink(missing_ok=True)
+
     def discard_work(self, job_id: uuid.UUID) -> None:
         """Delete the job's private files, here and in the store."""
         shutil.rmtree(workdir_of(self.scratch, job_id), ignore_errors=True)

@@ -12,7 +12,7 @@ import hashlib
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -147,34 +147,37 @@ def stage(
     if job_type.queue != "generate":
         raise InputError("batches take generation job types only", field="type")
     model = check_model_field(job_type, batch.model, {}, check_model)
+
+    def validate(raw: dict[str, Any], prefix: str) -> chunks.Item:
+        return _item(job_type, batch.model, raw, settings, check_model, prefix)
+
     spool = tempfile.TemporaryFile()  # noqa: SIM115 (closed once its rows are read, or below)
     try:
-        return _stage(
-            Staged(spool, model), job_type, batch, items, settings, check_model, max_items
-        )
+        staged = Staged(spool, model)
+        batch.item_count = _spool_all(staged, items, validate, settings.batch_chunk_size, max_items)
     except BaseException:
         spool.close()
         raise
+    return staged
 
 
-def _stage(
+def _spool_all(
     staged: Staged,
-    job_type: jobtypes.JobType,
-    batch: Batch,
     items: Iterable[dict[str, Any]],
-    settings: Settings,
-    check_model: ModelCheck | None,
+    validate: Callable[[dict[str, Any], str], chunks.Item],
+    chunk_size: int,
     max_items: int,
-) -> Staged:
+) -> int:
+    """Validate and spool the items a chunk at a time; return how many there were."""
     digests, chunk, count = bytearray(), [], 0
     for index, raw in enumerate(items):
         if index >= max_items:
             raise PayloadTooLarge(f"this batch may hold at most {max_items} items", field="items")
-        item = _item(job_type, batch.model, raw, settings, check_model, f"items[{index}]")
+        item = validate(raw, f"items[{index}]")
         digests += hashlib.blake2b(item[0].encode(), digest_size=DIGEST_BYTES).digest()
         chunk.append(item)
         count = index + 1
-        if len(chunk) == settings.batch_chunk_size:
+        if len(chunk) == chunk_size:
             _spool(staged, count - len(chunk), chunk)
             chunk = []
     if chunk:
@@ -182,8 +185,7 @@ def _stage(
     if not count:
         raise InputError("the batch has no items", field="items")
     _refuse_repeats(digests)
-    batch.item_count = count
-    return staged
+    return count
 
 
 def _item(

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, case, literal, update
+from sqlalchemy import ColumnElement, Update, update
 from sqlalchemy.exc import DBAPIError
 
 from shared.db import utcnow
@@ -46,7 +46,7 @@ from shared.jobs.attempts import (
     with_entry,
 )
 from shared.jobs.status import JobStatus
-from shared.tables import Job, JsonType
+from shared.tables import Job
 
 log = logging.getLogger(__name__)
 
@@ -176,28 +176,15 @@ def ask_cancel(*where: ColumnElement[bool]) -> Update:
     return statement(ASK_CANCEL, *where, cancel_requested=True)
 
 
-def succeed(token: str, results: dict[uuid.UUID, dict[str, Any]]) -> Update:
-    """Return the success of running jobs of one claim, each with its result."""
+def succeed(token: str, job_id: uuid.UUID, **outcome: Any) -> Update:
+    """Return the success of a claim's running job: its ``result``, or a chunk's result lines."""
     return statement(
         SUCCEED,
-        JOBS.c.id.in_(list(results)),
+        JOBS.c.id == job_id,
         JOBS.c.worker_id == token,
         **_ended(utcnow()),
         error=None,
-        result=case({k: literal(v, JsonType) for k, v in results.items()}, value=JOBS.c.id),
-    )
-
-
-def succeed_chunk(token: str, chunk_id: uuid.UUID, lines: bytes, failed: int) -> Update:
-    """Return the success of a running chunk of one claim, with its items' result lines."""
-    return statement(
-        SUCCEED,
-        JOBS.c.id == chunk_id,
-        JOBS.c.worker_id == token,
-        **_ended(utcnow()),
-        error=None,
-        item_results=lines,
-        items_failed=failed,
+        **outcome,
     )
 
 

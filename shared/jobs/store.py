@@ -224,37 +224,32 @@ class JobStore(JobReads):
             .values(progress=progress, version=Job.version + 1)
         )
 
-    def succeed_many(
+    def succeed(
         self,
         token: str,
-        results: dict[uuid.UUID, dict[str, Any]],
+        job_id: uuid.UUID,
+        result: dict[str, Any],
         artifacts: Sequence[Artifact],
         *,
         kept: Collection[uuid.UUID],
-        whole_rows: bool = True,
-    ) -> list[Row]:
-        """Finish many running jobs of one claim in one transaction, with their artifacts.
+    ) -> Row | None:
+        """Finish a running job of one claim with its result and artifacts, in one transaction.
 
-        One guarded UPDATE covers them all; artifacts are recorded only for the jobs it matched,
-        so a job whose lease was taken over leaves no rows behind. The rows earlier, lost
-        attempts of these jobs recorded go, all but ``kept`` (this attempt's, recorded as they
-        were made) and those a model version or dataset refers to; their files are orphans,
-        for the retention sweep. Without ``whole_rows`` (batch items, which have no status
-        snapshot) it returns the ids alone.
+        None when the claim no longer holds it (taken over, timed out): nothing is written then.
+        Artifacts are recorded only with the success, so a job whose lease was taken over leaves
+        no rows behind. The rows earlier, lost attempts of the job recorded go, all but ``kept``
+        (this attempt's, recorded as they were made) and those a model version or dataset refers
+        to; their files are orphans, for the retention sweep.
         """
-        if not results:
-            return []
-        columns = JOBS.c if whole_rows else [JOBS.c.id, JOBS.c.batch_id]
-        stmt = lifecycle.succeed(token, results).returning(*columns)
+        stmt = lifecycle.succeed(token, job_id, result=result).returning(*JOBS.c)
         with self.sessions.kw["bind"].begin() as conn:
-            done = conn.execute(stmt).all()
-            ids = {job.id for job in done}
-            conn.execute(_lost_artifacts(ids, kept))
-            files = [row_values(a) for a in artifacts if a.job_id in ids]
-            if files:
-                conn.execute(insert(Artifact.__table__), files)
-        if whole_rows:
-            self._snapshot(*done)
+            done = conn.execute(stmt).one_or_none()
+            if done is None:
+                return None
+            conn.execute(_lost_artifacts({job_id}, kept))
+            if artifacts:
+                conn.execute(insert(Artifact.__table__), [row_values(a) for a in artifacts])
+        self._snapshot(done)
         return done
 
     def succeed_chunk(
@@ -272,7 +267,8 @@ class JobStore(JobReads):
         False when the claim no longer holds it (taken over, timed out, split): nothing is
         written then, and the rows of its earlier, lost attempts' artifacts go as for a job.
         """
-        stmt = lifecycle.succeed_chunk(token, chunk_id, lines, failed).returning(JOBS.c.id)
+        stmt = lifecycle.succeed(token, chunk_id, item_results=lines, items_failed=failed)
+        stmt = stmt.returning(JOBS.c.id)
         with self.sessions.kw["bind"].begin() as conn:
             if conn.execute(stmt).first() is None:
                 return False

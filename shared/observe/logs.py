@@ -3,8 +3,8 @@
 While a job runs, every line its thread writes carries ``job_id``, ``batch_id``, ``tenant`` (the
 owning tenant's id; null for the system's own jobs) and ``attempt``: the worker sets them in a
 context variable around the job, and a filter on each handler copies them onto the record. A
-chunk of batch items that runs as one call names all its jobs (``job_id`` and ``attempt`` are
-then lists). Lines of the model-owner threads, which serve many jobs at once, name none.
+batch's chunk is named by its own row (``job_id``) and its batch. Lines of the model-owner
+threads, which serve many jobs at once, name none.
 """
 
 from __future__ import annotations
@@ -61,15 +61,13 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> None:
 
 
 @contextmanager
-def job_fields(*jobs: Any) -> Iterator[None]:
-    """Name ``jobs`` (rows with id, batch_id, tenant_id, attempts) on every line logged within."""
-    first = jobs[0]
-    ids, attempts = [str(j.id) for j in jobs], [j.attempts for j in jobs]
+def job_fields(job: Any) -> Iterator[None]:
+    """Name ``job`` (a row with id, batch_id, tenant_id, attempts) on every line logged within."""
     fields = {
-        "job_id": ids[0] if len(jobs) == 1 else ids,
-        "batch_id": str(first.batch_id) if first.batch_id else None,
-        "tenant": str(first.tenant_id) if first.tenant_id else None,
-        "attempt": attempts[0] if len(jobs) == 1 else attempts,
+        "job_id": str(job.id),
+        "batch_id": str(job.batch_id) if job.batch_id else None,
+        "tenant": str(job.tenant_id) if job.tenant_id else None,
+        "attempt": job.attempts,
     }
     token = _JOB.set(fields)
     try:

@@ -257,6 +257,8 @@ def test_training_resumes_from_its_checkpoint_after_sigkill(stack: Stack) -> Non
     os.kill(pid, signal.SIGKILL)
     done = stack.api.wait(job["id"], timeout_s=TRAIN_TIMEOUT_S)
     assert done["status"] == "succeeded", done
-    assert done["attempts"] == 2
+    # On two busy cores with the suite's 2 s lease, a fresh child's first compile can hold the
+    # GIL past its lease before the first epoch: that attempt is lost too, with no checkpoint.
+    assert done["attempts"] >= 2 and done["errors"][-1]["code"] == "worker_lost", done
     assert done["result"]["resumed_from_epoch"] >= 1
     assert stack.api.get("/v1/models/resumed-text").json()["latest_version"] == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -23,19 +24,36 @@ def read_checkpoint_state(ctx: JobContext) -> dict[str, Any] | None:
     """Return the last checkpoint's state (epoch, file checksums), or None to start fresh.
 
     The checkpoint is fetched from the artifact store first: the attempt may run on a host
-    other than the one that wrote it.
+    other than the one that wrote it. Its files come back under the names the handler saved.
     """
     path = ctx.pull_workdir() / STATE_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    for tagged in state.get("files", []):
+        shutil.copyfile(ctx.workdir / tagged, ctx.workdir / tagged.split("-", 1)[1])
+    return state
 
 
 def write_checkpoint_state(ctx: JobContext, state: dict[str, Any], files: list[str]) -> None:
-    """Record a checkpoint's state atomically after its model files, then store them all."""
+    """Record a checkpoint: its files under names of their epoch, then the state naming them.
+
+    A checkpoint's files are never overwritten: a process killed while it writes the next one
+    leaves the last state and the very files it names (on the local store the work folder may
+    be the stored copy itself). The previous checkpoint's files go once the new state is stored.
+    """
+    tag = f"e{state['epoch']}-"
+    for name in files:
+        (ctx.workdir / name).replace(ctx.workdir / f"{tag}{name}")
+    kept = [f"{tag}{name}" for name in files]
+    state_path = ctx.workdir / STATE_FILE
+    previous = json.loads(state_path.read_text()).get("files", []) if state_path.exists() else []
     tmp = ctx.workdir / f".{STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(state))
-    tmp.replace(ctx.workdir / STATE_FILE)
+    tmp.write_text(json.dumps({**state, "files": kept}))
+    tmp.replace(state_path)
     # The state goes last: a stored state names only files already stored.
-    ctx.push_workdir([*files, STATE_FILE])
+    ctx.push_workdir([*kept, STATE_FILE])
+    ctx.drop_workdir([name for name in previous if name not in kept])
 
 
 def version_due(epochs_done: int, params: TrainParams) -> bool:

@@ -77,7 +77,7 @@ def _collect(
 ) -> dict[str, Any]:
     ids, request, future = sent
     tokens = common.wait_for_future(ctx, future)
-    return _text(loaded, params, ids, tokens, request.timing.summary())
+    return _result(loaded, params, ids, tokens, request.timing.summary(), count=False)
 
 
 def _prompt_ids(loaded: Any, params: TextGenerateParams) -> list[int]:
@@ -108,19 +108,12 @@ def _result(
     ids: list[int],
     tokens: list[int],
     batching: dict[str, float] | None = None,
+    *,
+    count: bool = True,
 ) -> dict[str, Any]:
-    metrics.TOKENS.inc(len(tokens))
-    return _text(loaded, params, ids, tokens, batching)
-
-
-def _text(
-    loaded: Any,
-    params: TextGenerateParams,
-    ids: list[int],
-    tokens: list[int],
-    batching: dict[str, float] | None = None,
-) -> dict[str, Any]:
-    """Return a generation's result (a chunk counts its tokens once, not per item)."""
+    """Return a generation's result; ``count`` its tokens (a chunk counts them once, in all)."""
+    if count:
+        metrics.TOKENS.inc(len(tokens))
     return {
         "text": loaded.tokenizer.decode(tokens),
         "prompt": params.prompt,

@@ -129,7 +129,7 @@ class Lifecycle(RuleBasedStateMachine):
 
     def succeed(self, data: st.DataObject) -> None:
         if attempt := self._attempt(data):
-            done = self.store.succeed_many(attempt.worker_id, {attempt.id: {"n": 1}}, [], kept=[])
+            done = self.store.succeed(attempt.worker_id, attempt.id, {"n": 1}, [], kept=[])
             self._only_by_its_holder(attempt, bool(done))
 
     def record(self, data: st.DataObject) -> None:

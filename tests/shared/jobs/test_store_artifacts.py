@@ -79,10 +79,10 @@ def test_a_success_keeps_its_own_attempts_artifacts_only(svc: Services) -> None:
 
     won = _attempt(svc, job.id, "h:2:bbbb")
     _save_both_ways(won, "won")
-    done = svc.store.succeed_many(
-        won.token, {job.id: {}}, won.pending_artifacts, kept=won.recorded_artifacts
+    done = svc.store.succeed(
+        won.token, job.id, {}, won.pending_artifacts, kept=won.recorded_artifacts
     )
-    assert [row.status for row in done] == [JobStatus.SUCCEEDED]
+    assert done is not None and done.status == JobStatus.SUCCEEDED
 
     rows = _rows(svc, job.id)
     ours = {*won.recorded_artifacts, *(a.id for a in won.pending_artifacts)}

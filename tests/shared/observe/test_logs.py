@@ -50,15 +50,15 @@ def test_lines_in_a_job_carry_its_fields_and_others_none() -> None:
     assert "job_id" not in before and "job_id" not in after
 
 
-def test_a_chunk_names_all_its_jobs_and_an_item_its_own() -> None:
+def test_a_chunk_names_its_row_and_its_batch_and_nesting_restores_the_outer_job() -> None:
     logger, out = _logger()
     batch = uuid.uuid4()
-    jobs = [_job(batch=batch), _job(attempts=3, batch=batch)]
-    with job_fields(*jobs):
-        logger.info("chunk")
-        with job_fields(jobs[1]):
-            logger.error("item", exc_info=ValueError("bad"))
-    chunk, item = _lines(out)
-    assert chunk["job_id"] == [str(j.id) for j in jobs] and chunk["attempt"] == [1, 3]
-    assert chunk["batch_id"] == item["batch_id"] == str(batch)
-    assert item["job_id"] == str(jobs[1].id) and "ValueError: bad" in item["exc_info"]
+    outer, chunk = _job(), _job(attempts=3, batch=batch)
+    with job_fields(outer):
+        with job_fields(chunk):
+            logger.error("chunk", exc_info=ValueError("bad"))
+        logger.info("outer")
+    inner, after = _lines(out)
+    assert (inner["job_id"], inner["batch_id"], inner["attempt"]) == (str(chunk.id), str(batch), 3)
+    assert "ValueError: bad" in inner["exc_info"]
+    assert (after["job_id"], after["batch_id"]) == (str(outer.id), None)
