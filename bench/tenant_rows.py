@@ -127,15 +127,15 @@ def _while_draining(clients: list[e2e.Client], ids: list[str], interactive: Any)
 
 
 def _starts(b: Bench, ids: list[str]) -> list[tuple[str, datetime]]:
-    """Return (batch id, started_at) of every item of the batches, in start order."""
+    """Return (batch id, started_at) of every item of the batches (its chunk's), in start order."""
     batches = [uuid.UUID(i) for i in ids]
     with b.svc.store.sessions() as session:
         rows = session.execute(
-            select(Job.batch_id, Job.started_at)
+            select(Job.batch_id, Job.started_at, Job.item_count)
             .where(Job.batch_id.in_(batches), Job.started_at.is_not(None))
             .order_by(Job.started_at)
         ).all()
-    return [(str(r.batch_id), r.started_at) for r in rows]
+    return [(str(r.batch_id), r.started_at) for r in rows for _ in range(r.item_count or 1)]
 
 
 def _shares(starts: list[tuple[str, datetime]], ids: list[str]) -> dict[str, Any]:

@@ -43,6 +43,9 @@ from tests.support import (
 )
 
 BACKENDS = ["postgres", "embedded"]
+# A fresh training child's first graph compile holds the GIL for seconds on two busy cores, and
+# its lease keeper cannot renew the suite's 2 s lease meanwhile: the train worker leases longer.
+TRAIN_LEASE = {"train": {"AIGC_LEASE_S": "8", "AIGC_HEARTBEAT_S": "1"}}
 TEST_SETTINGS: dict[str, Any] = {
     "lease_s": 2.0,
     "heartbeat_s": 0.5,
@@ -276,7 +279,8 @@ def stack(
 ) -> Iterator[Stack]:
     """Run migrations, then the API, the workers and the reconciler on one backend."""
     tmp = tmp_path_factory.mktemp(request.param)
-    with running_stack(request.param, backend_settings(request.param, tmp), tmp) as running:
+    values = backend_settings(request.param, tmp)
+    with running_stack(request.param, values, tmp, TRAIN_LEASE) as running:
         yield running
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
+import os
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from shared.errors import JobCanceled
@@ -31,8 +32,16 @@ def read_checkpoint_state(ctx: JobContext) -> dict[str, Any] | None:
         return None
     state = json.loads(path.read_text())
     for tagged in state.get("files", []):
-        shutil.copyfile(ctx.workdir / tagged, ctx.workdir / tagged.split("-", 1)[1])
+        _link(ctx.workdir / tagged, ctx.workdir / tagged.split("-", 1)[1])
     return state
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Give ``src`` the second name ``dst`` (in place of whatever file had it)."""
+    if dst.exists() and os.path.samefile(src, dst):
+        return
+    dst.unlink(missing_ok=True)
+    os.link(src, dst)
 
 
 def write_checkpoint_state(ctx: JobContext, state: dict[str, Any], files: list[str]) -> None:
@@ -43,9 +52,11 @@ def write_checkpoint_state(ctx: JobContext, state: dict[str, Any], files: list[s
     be the stored copy itself). The previous checkpoint's files go once the new state is stored.
     """
     tag = f"e{state['epoch']}-"
-    for name in files:
-        (ctx.workdir / name).replace(ctx.workdir / f"{tag}{name}")
     kept = [f"{tag}{name}" for name in files]
+    for name, tagged in zip(files, kept, strict=True):
+        # A second name for the same file: the handler's next save replaces its own name only
+        # (``save_model`` renames a new file over it), and its caller may still read it now.
+        _link(ctx.workdir / name, ctx.workdir / tagged)
     state_path = ctx.workdir / STATE_FILE
     previous = json.loads(state_path.read_text()).get("files", []) if state_path.exists() else []
     tmp = ctx.workdir / f".{STATE_FILE}.tmp"
