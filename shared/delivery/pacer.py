@@ -94,14 +94,17 @@ def _stamp(
 
     The first chunk always goes: a window smaller than a chunk still makes progress.
     """
-    before = func.sum(Job.item_count).over(order_by=Job.batch_index) - Job.item_count
-    ahead = (
-        select(Job.id, before.label("before"))
+    # The next chunks first (a full window of whole ones, fewer if some were split), then the
+    # running sum over those alone: a window function runs before its own query's LIMIT.
+    nearest = (
+        select(Job.id, Job.item_count, Job.batch_index)
         .where(_waiting(tenant_id), Job.batch_id == batch_id)
         .order_by(Job.batch_index)
-        .limit(-(-room // size))  # a full window of whole chunks, fewer if some were split
+        .limit(-(-room // size))
         .subquery()
     )
+    before = func.sum(nearest.c.item_count).over(order_by=nearest.c.batch_index)
+    ahead = select(nearest.c.id, (before - nearest.c.item_count).label("before")).subquery()
     pick = select(ahead.c.id).where(ahead.c.before < room)
     rows = conn.execute(
         update(Job)
