@@ -105,11 +105,15 @@ def test_deliveries_are_signed_and_verify(stack: Stack, receiver: Receiver) -> N
     assert [e["type"] for e in events] == ["job.start", "job.completed"]
     assert {e["data"]["id"] for e in events} == {job_id}
     assert events[1]["data"]["status"] == "succeeded"
-    deliveries = _deliveries(api, job_id)
-    assert [(d["event"], d["status"], len(d["attempts"])) for d in deliveries] == [
-        ("start", "delivered", 1),
-        ("completed", "delivered", 1),
-    ]
+    # The dispatcher records a delivery once the receiver has answered: a moment after it got it.
+    expected = [("start", "delivered", 1), ("completed", "delivered", 1)]
+
+    def recorded() -> list[dict[str, Any]] | None:
+        found = _deliveries(api, job_id)
+        seen = [(d["event"], d["status"], len(d["attempts"])) for d in found]
+        return found if seen == expected else None
+
+    deliveries = wait_for(recorded, 30, what="both deliveries recorded")
     assert deliveries[0]["attempts"][0]["status_code"] == 200
     first = receiver.requests()[0]
     with pytest.raises(WebhookVerificationError):  # a body changed on the way
