@@ -113,25 +113,17 @@ class Staged:
         self.file.seek(0)
         now = utcnow()
         for first, count, size in self.spans:
-            yield {
-                "id": uuid.uuid4(),
-                "type": batch.type,
-                "model": self.model,
-                "params": {},
-                "status": JobStatus.QUEUED,
-                "version": 0,
-                "tenant_id": batch.tenant_id,
-                "batch_id": batch.id,
-                "batch_index": first,
-                "item_count": count,
-                "items": self.file.read(size),
-                "created_at": now,
-                "attempts": 0,
-                "max_attempts": settings.max_attempts,
-                "priority": 0,
-                "cancel_requested": False,
-                "solo": False,
-            }
+            yield chunks.chunk_row(
+                batch_index=first,
+                items=self.file.read(size),
+                item_count=count,
+                type=batch.type,
+                model=self.model,
+                tenant_id=batch.tenant_id,
+                batch_id=batch.id,
+                created_at=now,
+                max_attempts=settings.max_attempts,
+            )
 
 
 def stage(

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from shared.errors import AigcError
 from shared.jobs.attempts import error_doc
 from shared.jobs.status import JobStatus
 
@@ -44,7 +45,7 @@ def halves(blob: bytes) -> tuple[bytes, bytes, int]:
 def result_line(custom_id: str, outcome: dict[str, Any] | BaseException) -> tuple[bytes, bool]:
     """Return one item's result line, and whether the item failed."""
     if isinstance(outcome, BaseException):
-        error = error_doc(getattr(outcome, "code", "internal_error"), _message(outcome))
+        error = error_doc(getattr(outcome, "code", AigcError.code), _message(outcome))
         line = {"custom_id": custom_id, "status": JobStatus.FAILED, "error": error}
         return orjson.dumps(line, option=_OPTIONS) + b"\n", True
     line = {"custom_id": custom_id, "status": JobStatus.SUCCEEDED, "result": outcome}
@@ -80,30 +81,37 @@ def status_lines(blob: bytes, status: str, error: dict[str, Any] | None) -> byte
     )
 
 
+def chunk_row(*, batch_index: int, items: bytes, item_count: int, **columns: Any) -> dict[str, Any]:
+    """Return a new, queued chunk row (its batch's columns in ``columns``), attempts at none."""
+    return {
+        "id": uuid.uuid4(),
+        "params": {},
+        "status": JobStatus.QUEUED,
+        "version": 0,
+        "attempts": 0,
+        "priority": 0,
+        "cancel_requested": False,
+        "solo": False,
+        **columns,
+        "batch_index": batch_index,
+        "items": items,
+        "item_count": item_count,
+    }
+
+
 def second_half(first: Any, items: bytes, count: int) -> dict[str, Any]:
     """Return the new row of a split chunk's second half, after the row ``first`` kept.
 
     It keeps its batch's place in the pacer's order (the parent's ``created_at``) and the
     parent's errors, and starts its attempts anew.
     """
-    return {
-        "id": uuid.uuid4(),
-        "type": first.type,
-        "model": first.model,
-        "params": {},
-        "status": JobStatus.QUEUED,
-        "version": 0,
-        "tenant_id": first.tenant_id,
-        "batch_id": first.batch_id,
-        "batch_index": first.batch_index + first.item_count,
-        "item_count": count,
-        "items": items,
-        "attempts": 0,
-        "max_attempts": first.max_attempts,
-        "priority": first.priority,
-        "created_at": first.created_at,
-        "error": first.error,
-        "errors": first.errors,
-        "solo": first.solo,
-        "cancel_requested": False,
-    }
+    kept = ("type", "model", "tenant_id", "batch_id", "max_attempts", "priority", "created_at")
+    return chunk_row(
+        batch_index=first.batch_index + first.item_count,
+        items=items,
+        item_count=count,
+        error=first.error,
+        errors=first.errors,
+        solo=first.solo,
+        **{name: getattr(first, name) for name in kept},
+    )
